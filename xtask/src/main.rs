@@ -1,1 +1,41 @@
-fn main() {}
+//! `cargo xtask …`: the project's one entry point for running, testing, benchmarking.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Run, test and measure Forgettable Images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing, build in release mode and run the whole suite natively.
+    Up(xtask::stack::UpArgs),
+    /// Run every test: unit, integration (SQLite and PostgreSQL), end-to-end, config checks.
+    Test(xtask::test::TestArgs),
+    /// Convert the ResMem model to ONNX under ./data/models/resmem (non-commercial licence).
+    Model(xtask::model::ModelArgs),
+    /// Run the benchmarks and write target/bench/report.md.
+    Bench(xtask::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => xtask::stack::up(args),
+        Command::Test(args) => xtask::test::run(args),
+        Command::Model(args) => xtask::model::run(args),
+        Command::Bench(args) => xtask::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

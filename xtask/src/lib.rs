@@ -1,0 +1,18 @@
+//! Project automation behind `cargo xtask`.
+//!
+//! - [`tools`]: finding and installing what the suite needs (Debian packages, a project-local
+//!   Python virtualenv for Traefik, hadolint and the model converter), with progress output.
+//! - [`postgres`]: a throwaway PostgreSQL server for the test runs.
+//! - [`stack`]: the native launcher (`cargo xtask up`), also used by the end-to-end tests.
+//! - [`model`]: obtaining and converting the ONNX model.
+//! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
+//! - [`test`]: `cargo xtask test`, which runs all of the above.
+//! - [`bench`]: `cargo xtask bench`.
+
+pub mod bench;
+pub mod checks;
+pub mod model;
+pub mod postgres;
+pub mod stack;
+pub mod test;
+pub mod tools;
