@@ -1,1 +1,19 @@
+//! images_service: authenticated image upload, listing, download and deletion.
+//!
+//! - [`config`]: settings from the environment (database, blob store, upload limits).
+//! - [`startup`]: [`startup::Application`] — connect, migrate, sweep orphans, bind, serve.
+//! - [`routes`]: the HTTP endpoints and their OpenAPI document.
+//! - [`domain`]: image type sniffing, bounded decoding, list cursors, ETag matching.
+//! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
+//! - [`storage`]: blobs in an object store, written to a temporary key and committed.
+//! - [`error`]: the service's error enum and its problem+json answers.
+//! - [`metrics`]: upload, rejection, deduplication and sweep counters.
 
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod storage;

@@ -1,0 +1,113 @@
+//! The service's settings, read from the environment and validated at start.
+
+use common::config::{var_or, ConfigError, ServerSettings};
+
+/// Where images_service listens unless `LISTEN_ADDR` says otherwise.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
+/// The instance name unless `INSTANCE_NAME` says otherwise.
+pub const DEFAULT_INSTANCE_NAME: &str = "images";
+
+/// Limits applied to every upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// `MAX_UPLOAD_BYTES`: larger files are refused with 413 while they stream in.
+    pub max_upload_bytes: u64,
+    /// `MAX_IMAGE_DIMENSION`: a width or height beyond it is refused with 422.
+    pub max_image_dimension: u32,
+    /// `MAX_DECODE_BYTES`: memory one decode may allocate.
+    pub max_decode_bytes: u64,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        Self { max_upload_bytes: 20 * 1024 * 1024, max_image_dimension: 16_384, max_decode_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+/// Everything images_service is configured with.
+#[derive(Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    /// `DATABASE_URL`: `sqlite://…` (WAL) or `postgres://…`.
+    pub database_url: String,
+    /// `BLOB_STORE_URL`: `file://DIR` or `s3://BUCKET[/PREFIX]`.
+    pub blob_store_url: String,
+    pub limits: UploadLimits,
+}
+
+impl Settings {
+    /// Reads every variable, failing with a message that names the first bad one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = UploadLimits::default();
+        let limits = UploadLimits {
+            max_upload_bytes: var_or("MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
+            max_image_dimension: var_or("MAX_IMAGE_DIMENSION", defaults.max_image_dimension)?,
+            max_decode_bytes: var_or("MAX_DECODE_BYTES", defaults.max_decode_bytes)?,
+        };
+        let settings = Self {
+            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
+            database_url: var_or("DATABASE_URL", "sqlite://data/images.db".to_owned())?,
+            blob_store_url: var_or("BLOB_STORE_URL", "file://data/blobs".to_owned())?,
+            limits,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_upload_bytes == 0 {
+            return Err(ConfigError::new("MAX_UPLOAD_BYTES", "must be at least 1"));
+        }
+        if self.limits.max_image_dimension == 0 {
+            return Err(ConfigError::new("MAX_IMAGE_DIMENSION", "must be at least 1"));
+        }
+        if self.limits.max_decode_bytes == 0 {
+            return Err(ConfigError::new("MAX_DECODE_BYTES", "must be at least 1"));
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
+            return Err(ConfigError::new("DATABASE_URL", "expected `sqlite://…` or `postgres://…`"));
+        }
+        if !(self.blob_store_url.starts_with("file://") || self.blob_store_url.starts_with("s3://")) {
+            return Err(ConfigError::new("BLOB_STORE_URL", "expected `file://DIR` or `s3://BUCKET`"));
+        }
+        Ok(())
+    }
+}
+
+/// The URL with its password replaced, safe for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("blob_store_url", &self.blob_store_url)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_password_never_reaches_debug_output() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/images"), "postgres://app:***@db:5432/images");
+        assert_eq!(redact_url("sqlite://data/images.db"), "sqlite://data/images.db");
+    }
+
+    #[test]
+    fn the_default_upload_limit_is_twenty_mebibytes() {
+        assert_eq!(UploadLimits::default().max_upload_bytes, 20_971_520);
+    }
+}

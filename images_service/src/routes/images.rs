@@ -1,0 +1,161 @@
+//! `GET /images`, `GET /images/{id}`, `GET /images/{id}/meta`, `DELETE /images/{id}`: a user's
+//! own images only; anyone else's are answered 404 as if they did not exist.
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use common::{
+    auth::AuthUser,
+    problem::{AppJson, AppPath, AppQuery},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::ImageMeta;
+use crate::{
+    db,
+    domain::{etag, Cursor, PageLimit},
+    error::{ImagesError, Result},
+    startup::AppState,
+    storage::BlobStore,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/images", get(list))
+        .route("/images/{id}", get(download).delete(delete))
+        .route("/images/{id}/meta", get(meta))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(super) struct ListQuery {
+    /// Page size, 1..=100 (default 20).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One page of the caller's images, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ImageList {
+    items: Vec<ImageMeta>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The caller's images, newest first.
+#[utoipa::path(get, path = "/images", params(ListQuery), responses(
+    (status = 200, body = ImageList),
+    (status = 401, description = "Missing or invalid token"),
+    (status = 422, description = "Bad `limit` or `cursor`"),
+))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<AppJson<ImageList>> {
+    let limit = PageLimit::parse(query.limit).map_err(ImagesError::Validation)?;
+    let after = query.cursor.as_deref().map(Cursor::parse).transpose().map_err(ImagesError::Validation)?;
+    let mut rows = db::list(&state.pool, user.id, after, i64::from(limit.get()) + 1).await?;
+    let next_cursor = if rows.len() > limit.get() as usize {
+        rows.truncate(limit.get() as usize);
+        rows.last().and_then(|last| {
+            Some(Cursor { created_at: last.created_at, id: last.id.parse().ok()? }.encode())
+        })
+    } else {
+        None
+    };
+    Ok(AppJson(ImageList { items: rows.into_iter().map(ImageMeta::from).collect(), next_cursor }))
+}
+
+async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
+    db::find(&state.pool, user.id, id).await?.ok_or(ImagesError::NotFound)
+}
+
+/// The image's bytes, streamed, with its `Content-Type` and `ETag`.
+#[utoipa::path(get, path = "/images/{id}", params(("id" = Uuid, Path)), responses(
+    (status = 200, description = "The image", content(
+        ("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")
+    )),
+    (status = 304, description = "`If-None-Match` matched the ETag"),
+    (status = 401, description = "Missing or invalid token"),
+    (status = 404, description = "No such image of yours"),
+))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, image_id = %id))]
+pub(super) async fn download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let row = own_image(&state, &user, id).await?;
+    let tag = etag::etag(&row.sha256);
+    let validators = [
+        (header::ETAG, HeaderValue::from_str(&tag).map_err(anyhow::Error::new)?),
+        (header::CACHE_CONTROL, HeaderValue::from_static("private")),
+    ];
+    let matched = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag::if_none_match(v, &tag));
+    if matched {
+        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
+    }
+    let stream = state.store.stream(id).await.map_err(|e| {
+        anyhow::Error::new(e).context(format!("blob {} of an existing row is unreadable", BlobStore::blob_key(id)))
+    })?;
+    let content_type = HeaderValue::from_str(&row.content_type).map_err(anyhow::Error::new)?;
+    Ok((
+        validators,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_LENGTH, HeaderValue::from(row.bytes)),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The image's metadata.
+#[utoipa::path(get, path = "/images/{id}/meta", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = ImageMeta),
+    (status = 401, description = "Missing or invalid token"),
+    (status = 404, description = "No such image of yours"),
+))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, image_id = %id))]
+pub(super) async fn meta(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<AppJson<ImageMeta>> {
+    Ok(AppJson(own_image(&state, &user, id).await?.into()))
+}
+
+/// Deletes the image: its row, then its blob (a blob left by a crash here is swept at start).
+#[utoipa::path(delete, path = "/images/{id}", params(("id" = Uuid, Path)), responses(
+    (status = 204, description = "Deleted"),
+    (status = 401, description = "Missing or invalid token"),
+    (status = 404, description = "No such image of yours"),
+))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, image_id = %id))]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode> {
+    if !db::delete(&state.pool, user.id, id).await? {
+        return Err(ImagesError::NotFound);
+    }
+    if let Err(e) = state.store.remove(&BlobStore::blob_key(id)).await {
+        tracing::warn!(error = %e, "blob not deleted; the start-up sweep will remove it");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,82 @@
+//! The HTTP endpoints of images_service and their OpenAPI document.
+
+mod images;
+mod upload;
+
+use axum::Router;
+use serde::Serialize;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi, ToSchema,
+};
+
+use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
+
+/// Every application route, state applied.
+pub fn router(state: AppState, limits: UploadLimits) -> Router {
+    Router::new().merge(upload::router(limits)).merge(images::router()).with_state(state)
+}
+
+/// An image's metadata as clients see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageMeta {
+    #[schema(value_type = String, format = Uuid)]
+    image_id: String,
+    /// Hex SHA-256 of the bytes; the download's ETag is this value quoted.
+    sha256: String,
+    /// Decided from the bytes: `image/jpeg`, `image/png`, `image/webp` or `image/gif`.
+    content_type: String,
+    width: i64,
+    height: i64,
+    /// Size of the file in bytes.
+    bytes: i64,
+    /// RFC 3339 time of the first upload.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<ImageRow> for ImageMeta {
+    fn from(row: ImageRow) -> Self {
+        let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.created_at) * 1000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default();
+        Self {
+            image_id: row.id,
+            sha256: row.sha256,
+            content_type: row.content_type,
+            width: row.width,
+            height: row.height,
+            bytes: row.bytes,
+            created_at,
+        }
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Forgettable Images — images", description = "Upload, list, download and delete your images."),
+    paths(upload::upload, images::list, images::download, images::meta, images::delete),
+    components(schemas(ImageMeta, images::ImageList, upload::UploadForm)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document of the service.
+pub fn openapi() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
