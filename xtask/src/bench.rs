@@ -1,10 +1,378 @@
-//! `cargo xtask bench`.
+//! `cargo xtask bench [part…]`: measures the native stack (release build, loopback, free ports,
+//! data in a temporary directory) with the `oha` load generator and writes
+//! `target/bench/report.md` and `target/bench/report.json`.
+//!
+//! Every part reports medians over repeated runs and a ratio against a baseline measured in the
+//! same invocation, so the figures can be read on any machine:
+//!
+//! | part | figure | baseline |
+//! |---|---|---|
+//! | `gateway` | `GET /me` through Traefik with forwardAuth | the same request straight to one replica; Traefik → nginx as the floor |
+//! | `users` | login p50/p99 and logins/s per core, `GET /me` at c=32 | the service's own argon2 time (`users_argon2_seconds`) |
+//! | `images` | MB/s of 5 MiB uploads at c=8, peak RSS | writing the same bytes to the same disk with fsync |
+//! | `inference` | images/s and latency at c=1, 2, 8; forward time; load time; RSS | ONNX Runtime on the same file, same threads |
+//! | `cold-start` | process start → `/readyz` 200 per service | — |
+//! | `failover` | share of a login storm answered by the backup, share failed | — |
 
-use anyhow::Result;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    stack::{Ports, Stack, StackOptions, USERS_NAMES},
+    tools::{self, step},
+};
+
+mod cold_start;
+mod failover;
+mod fixtures;
+mod gateway;
+mod images;
+mod inference;
+pub mod machine;
+pub mod oha;
+mod profile;
+pub mod prom;
+pub mod report;
+pub mod stats;
+mod users;
+
+use oha::{Load, RunStats};
+use report::{LoadResult, PartReport, Report};
+
+/// The parts of the benchmark, in the order they run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Gateway,
+    Users,
+    Images,
+    Inference,
+    ColdStart,
+    Failover,
+    /// Not part of the default set: profiles the slowest path (a few minutes under valgrind).
+    Profile,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Gateway => "gateway",
+            Part::Users => "users",
+            Part::Images => "images",
+            Part::Inference => "inference",
+            Part::ColdStart => "cold-start",
+            Part::Failover => "failover",
+            Part::Profile => "profile",
+        }
+    }
+
+    const DEFAULT: [Part; 6] = [
+        Part::Gateway,
+        Part::Users,
+        Part::Images,
+        Part::Inference,
+        Part::ColdStart,
+        Part::Failover,
+    ];
+}
 
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Parts to run (default: all but `profile`).
+    #[arg(value_enum)]
+    pub parts: Vec<Part>,
+    /// Repeated runs per scenario; the report gives their median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub runs: u32,
+    /// Use the release binaries already built instead of running `cargo build --release --bins`.
+    #[arg(long)]
+    pub no_build: bool,
+}
 
-pub fn run(_args: BenchArgs) -> Result<()> {
-    anyhow::bail!("not implemented yet")
+/// The password of the benchmark accounts (long enough for any policy).
+const PASSWORD: &str = "bench-password-correct-horse-battery";
+
+/// What every part shares: the load generator, the binaries, a scratch directory.
+pub(crate) struct Bench {
+    oha: PathBuf,
+    runs: u32,
+    bin_dir: PathBuf,
+    model_dir: PathBuf,
+    scratch: tempfile::TempDir,
+    cores: usize,
+}
+
+/// A running stack with a logged-in benchmark user.
+pub(crate) struct Live {
+    stack: Stack,
+    http: fixtures::Http,
+    token: String,
+    /// Kept until the stack is gone: the stack's files live here.
+    _data: tempfile::TempDir,
+}
+
+impl Live {
+    fn ports(&self) -> &Ports {
+        self.stack.ports()
+    }
+
+    fn web(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports().web)
+    }
+
+    fn metrics(&self, port: u16) -> Result<prom::Scrape> {
+        prom::scrape(&format!("http://127.0.0.1:{port}/metrics"))
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+impl Bench {
+    /// Runs `load` once to warm up (discarded), then `self.runs` times; prints a line per run.
+    fn measure(&self, scenario: &str, load: &Load) -> Result<LoadResult> {
+        let warmup = Load {
+            limit: oha::Limit::Requests(u64::from(load.concurrency).max(4)),
+            ..load.clone()
+        };
+        warmup
+            .run(&self.oha)
+            .with_context(|| format!("warming up: {scenario}"))?;
+        let mut runs = Vec::new();
+        for i in 1..=self.runs {
+            let stats = load
+                .run(&self.oha)
+                .with_context(|| format!("{scenario}, run {i}"))?;
+            progress(scenario, i, self.runs, &stats);
+            runs.push(stats);
+        }
+        Ok(LoadResult {
+            scenario: scenario.to_owned(),
+            concurrency: load.concurrency,
+            median: oha::median_stats(&runs),
+            runs,
+        })
+    }
+
+    fn scratch(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    /// Starts the whole native stack on free ports with `overrides` per process and logs in a
+    /// benchmark user through the gateway.
+    fn start_stack(&self, overrides: BTreeMap<String, BTreeMap<String, String>>) -> Result<Live> {
+        let data = tempfile::Builder::new()
+            .prefix("forgettable-bench-")
+            .tempdir()?;
+        let opts = StackOptions {
+            data_dir: data.path().to_path_buf(),
+            bin_dir: self.bin_dir.clone(),
+            model_dir: self.model_dir.clone(),
+            ports: Ports::free()?,
+            env_overrides: overrides,
+            with_prometheus: false,
+        };
+        let started = Instant::now();
+        let stack = Stack::start(opts)?;
+        step(format!(
+            "native stack ready in {:.1} s (data in {})",
+            started.elapsed().as_secs_f64(),
+            data.path().display()
+        ));
+        let http = fixtures::Http::new(stack.ports().web);
+        let token = http.account("bench", PASSWORD)?;
+        Ok(Live {
+            stack,
+            http,
+            token,
+            _data: data,
+        })
+    }
+}
+
+/// Overrides every benchmark stack gets: login limits far above the load sent (the limiter
+/// protects against guessing, the benchmark measures hashing), tokens that outlive the run.
+fn base_overrides() -> BTreeMap<String, BTreeMap<String, String>> {
+    let users: BTreeMap<String, String> = [
+        ("LOGIN_RATE_PER_MINUTE_IP", "1000000"),
+        ("LOGIN_RATE_PER_MINUTE_USER", "1000000"),
+        ("ACCESS_TOKEN_TTL_SECS", "3600"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    USERS_NAMES
+        .iter()
+        .map(|name| ((*name).to_owned(), users.clone()))
+        .collect()
+}
+
+fn progress(scenario: &str, run: u32, runs: u32, s: &RunStats) {
+    let mb = s
+        .upload_mb_per_sec
+        .map(|m| format!(", {m:.1} MB/s"))
+        .unwrap_or_default();
+    eprintln!(
+        "    {scenario} [{run}/{runs}]: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {}/{} 2xx{mb}",
+        s.requests_per_sec,
+        s.p50_ms,
+        s.p99_ms,
+        s.ok,
+        s.answered + s.errors
+    );
+}
+
+fn git_commit() -> String {
+    tools::output(Command::new("git").current_dir(tools::root()).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]))
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_else(|_| "unknown".into())
+}
+
+fn now() -> String {
+    tools::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn new_part(part: Part, title: &str) -> PartReport {
+    PartReport {
+        title: title.to_owned(),
+        order: part as u8,
+        measured_at: now(),
+        commit: git_commit(),
+        ..PartReport::default()
+    }
+}
+
+/// The converted ResMem model; `cargo xtask model` makes it.
+fn model_dir() -> Result<PathBuf> {
+    let dir = tools::root().join("data/models/resmem");
+    if !dir.join("manifest.json").exists() || !dir.join("model.onnx").exists() {
+        bail!(
+            "no model in {}: run `cargo xtask model` first",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut parts = if args.parts.is_empty() {
+        Part::DEFAULT.to_vec()
+    } else {
+        args.parts.clone()
+    };
+    parts.sort();
+    parts.dedup();
+    let root = tools::root();
+    let out_dir = root.join("target/bench");
+    let machine = machine::Machine::describe();
+    step(format!(
+        "benchmarking {} on {} ({} cores), {} run(s) per scenario",
+        parts
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        machine.cpu_model,
+        machine.cores,
+        args.runs
+    ));
+
+    let oha = oha::ensure()?;
+    crate::stack::ensure_tools()?;
+    if !args.no_build {
+        step("building the release binaries: cargo build --release --bins");
+        tools::run(Command::new("cargo").current_dir(&root).args([
+            "build",
+            "--release",
+            "--bins",
+        ]))?;
+    }
+    let bench = Bench {
+        oha,
+        runs: args.runs,
+        bin_dir: root.join("target/release"),
+        model_dir: model_dir()?,
+        scratch: tempfile::Builder::new()
+            .prefix("forgettable-bench-files-")
+            .tempdir()?,
+        cores: machine.cores,
+    };
+
+    let mut report = Report::load(&out_dir);
+    report.machine = machine;
+    let save = |report: &mut Report, part: Part, result: PartReport| -> Result<()> {
+        report.parts.insert(part.name().to_owned(), result);
+        report.updated_at = now();
+        report.save(&out_dir)
+    };
+
+    let on_main_stack: Vec<Part> = parts
+        .iter()
+        .copied()
+        .filter(|p| *p < Part::Failover)
+        .collect();
+    if !on_main_stack.is_empty() {
+        step("starting the native stack for the measurements");
+        let live = bench.start_stack(base_overrides())?;
+        let mut me_at_32 = None;
+        for part in on_main_stack {
+            step(format!("part {}", part.name()));
+            let result = match part {
+                Part::Gateway => {
+                    let r = gateway::run(&bench, &live)?;
+                    me_at_32 = r.load(gateway::ME_VIA_GATEWAY).cloned();
+                    r
+                }
+                Part::Users => users::run(&bench, &live, me_at_32.clone())?,
+                Part::Images => images::run(&bench, &live)?,
+                Part::Inference => inference::run(&bench, &live)?,
+                Part::ColdStart => cold_start::run(&bench, &live)?,
+                Part::Failover | Part::Profile => unreachable!("filtered above"),
+            };
+            save(&mut report, part, result)?;
+        }
+        step("stopping the native stack");
+    }
+    if parts.contains(&Part::Failover) {
+        step("part failover (its own stack: replicas with a small MAX_IN_FLIGHT)");
+        let result = failover::run(&bench)?;
+        save(&mut report, Part::Failover, result)?;
+    }
+    if parts.contains(&Part::Profile) {
+        step("part profile");
+        let result = profile::run(&bench)?;
+        save(&mut report, Part::Profile, result)?;
+    }
+    step(format!(
+        "done in {:.0} s: {} and {}",
+        started.elapsed().as_secs_f64(),
+        out_dir.join("report.md").display(),
+        out_dir.join("report.json").display()
+    ));
+    Ok(())
+}
+
+/// The pid of the process listening on `port` (the launcher does not expose pids).
+fn pid_of(port: u16) -> Result<u32> {
+    machine::pid_listening_on(port)
+}
+
+/// Bytes of a file.
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len())
 }

@@ -1,0 +1,298 @@
+//! Uploads: MB/s of 5 MiB PNG uploads through the gateway at concurrency 8, and the peak
+//! resident memory of images_service while they run, next to the bytes sent.
+//!
+//! images_service deduplicates an owner's identical uploads (same SHA-256): a second copy is
+//! streamed and hashed but neither decoded nor stored. oha sends one body over and over, so the
+//! real path is measured with distinct images, each sent by its own `oha -n 1` with eight of
+//! them running at once; the plain `oha -c 8` run over one body is reported beside it as the
+//! deduplicated path.
+//!
+//! Baselines, measured in the same invocation on the same machine:
+//! - transport: the same multipart bytes POSTed through Traefik to nginx, which reads and
+//!   discards them (405): what moving 5 MiB through the gateway costs without any service work;
+//! - storage: eight writers putting the same bytes into files in the stack's data directory
+//!   (write + close, like the local object store; the page cache absorbs them as it does for the
+//!   service).
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+
+use super::{
+    fixtures, machine,
+    oha::{self, Limit, Load, RunStats},
+    report::{LoadResult, PartReport},
+    Bench, Live, Part, PASSWORD,
+};
+
+/// The upload size the issue asks for.
+const IMAGE_BYTES: u64 = 5 * 1024 * 1024;
+const CONCURRENCY: u32 = 8;
+/// Distinct uploads per run: three rounds of eight.
+const UPLOADS_PER_RUN: usize = 24;
+const FRESH: &str = "POST /upload via Traefik, distinct 5 MiB PNGs";
+const REPEATED: &str = "POST /upload via Traefik, one 5 MiB PNG repeated (deduplicated)";
+const SINK: &str = "POST same bytes via Traefik to nginx (read and discarded)";
+
+pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
+    let mut part = super::new_part(Part::Images, "Images: 5 MiB uploads");
+    super::step(format!(
+        "writing {UPLOADS_PER_RUN} distinct noise PNGs of about 5 MiB"
+    ));
+    let side = fixtures::side_for_bytes(IMAGE_BYTES);
+    let mut bodies = Vec::new();
+    let mut content_type = String::new();
+    for i in 0..UPLOADS_PER_RUN {
+        let png = bench.scratch(&format!("upload-{i}.png"));
+        fixtures::write_noise_png(&png, side, side, 1000 + i as u64)?;
+        let body = bench.scratch(&format!("upload-{i}.multipart"));
+        content_type = fixtures::write_multipart(
+            &body,
+            &format!("noise-{i}.png"),
+            "image/png",
+            &std::fs::read(&png)?,
+        )?;
+        std::fs::remove_file(&png)?;
+        bodies.push(body);
+    }
+    let body_bytes = super::file_len(&bodies[0])?;
+    let png_bytes = body_bytes - 300; // the multipart framing is under 300 bytes
+    let images_pid = super::pid_of(live.ports().images)?;
+    let idle = machine::memory(images_pid)?;
+
+    // Distinct images: a fresh account per run, so run 2 is not deduplicated against run 1.
+    let mut fresh_runs = Vec::new();
+    let mut fresh_peaks = Vec::new();
+    for run in 1..=bench.runs {
+        let token = live
+            .http
+            .account(&format!("bench-upload-{run}"), PASSWORD)?;
+        machine::reset_peak(images_pid)?;
+        let stats = upload_distinct(bench, live, &token, &bodies, &content_type, body_bytes)?;
+        let memory = machine::memory(images_pid)?;
+        super::progress(FRESH, run, bench.runs, &stats);
+        eprintln!("    images_service peak RSS {:.0} MiB", memory.peak_mib);
+        fresh_peaks.push(memory.peak_mib);
+        fresh_runs.push(stats);
+    }
+    let fresh = LoadResult {
+        scenario: FRESH.into(),
+        concurrency: CONCURRENCY,
+        median: oha::median_stats(&fresh_runs),
+        runs: fresh_runs,
+    };
+
+    machine::reset_peak(images_pid)?;
+    let repeated = bench.measure(
+        REPEATED,
+        &Load::post(
+            live.web("/upload"),
+            &bodies[0],
+            &content_type,
+            CONCURRENCY,
+            Limit::Requests(UPLOADS_PER_RUN as u64 * 2),
+        )
+        .header("Host", "images.localhost")
+        .header("Authorization", &live.bearer()),
+    )?;
+    let repeated_peak = machine::memory(images_pid)?.peak_mib;
+
+    let sink = bench.measure(
+        SINK,
+        &Load::post(
+            live.web("/"),
+            &bodies[0],
+            &content_type,
+            CONCURRENCY,
+            Limit::Requests(UPLOADS_PER_RUN as u64 * 2),
+        )
+        .header("Host", "error.localhost"),
+    )?;
+    let disk_mb_per_sec = disk_baseline(bench, live, &bodies[0])?;
+
+    let peak = super::stats::median(fresh_peaks.iter().copied());
+    let fresh_mb = fresh.median.upload_mb_per_sec.unwrap_or(f64::NAN);
+    let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+    part.figure(
+        "upload throughput, distinct images",
+        fresh_mb,
+        "MB/s",
+        "2xx bytes ÷ wall time, c=8",
+    );
+    part.figure(
+        "uploads/s, distinct images",
+        fresh.median.ok_per_sec,
+        "1/s",
+        "c=8",
+    );
+    part.figure(
+        "image size",
+        mib(png_bytes),
+        "MiB",
+        &format!("{side}×{side} RGB noise PNG (incompressible)"),
+    );
+    part.figure(
+        "data sent per run",
+        mib(body_bytes * UPLOADS_PER_RUN as u64),
+        "MiB",
+        &format!(
+            "{UPLOADS_PER_RUN} uploads × {:.2} MiB multipart body",
+            mib(body_bytes)
+        ),
+    );
+    part.figure(
+        "data in flight at once",
+        mib(body_bytes * u64::from(CONCURRENCY)),
+        "MiB",
+        "8 bodies",
+    );
+    part.figure(
+        "images_service RSS before uploads",
+        idle.rss_mib,
+        "MiB",
+        "VmRSS",
+    );
+    part.figure(
+        "images_service peak RSS, distinct uploads",
+        peak,
+        "MiB",
+        "VmHWM reset before each run; median of runs",
+    );
+    part.figure(
+        "images_service peak RSS, repeated upload",
+        repeated_peak,
+        "MiB",
+        "VmHWM over the repeated runs",
+    );
+    part.compare(
+        "images_service peak RSS",
+        peak,
+        "bytes in flight (8 × 5 MiB)",
+        mib(body_bytes * u64::from(CONCURRENCY)),
+        "MiB",
+        "below 1 means uploads are streamed, not held whole in memory",
+    );
+    part.compare(
+        "upload MB/s, distinct images",
+        fresh_mb,
+        "same bytes through Traefik to nginx",
+        sink.median.sent_mb_per_sec.unwrap_or(f64::NAN),
+        "MB/s",
+        "share of the gateway's transport speed left after parsing, hashing, decoding and storing",
+    );
+    part.compare(
+        "upload MB/s, distinct images",
+        fresh_mb,
+        "8 writers to the data directory",
+        disk_mb_per_sec,
+        "MB/s",
+        "share of the raw storage write speed",
+    );
+    part.compare(
+        "upload MB/s, repeated image",
+        repeated.median.upload_mb_per_sec.unwrap_or(f64::NAN),
+        "distinct images",
+        fresh_mb,
+        "MB/s",
+        "what deduplication saves (no decode, no commit)",
+    );
+    part.loads = vec![fresh, repeated, sink];
+    part.note(
+        "Distinct uploads: each request is its own `oha -n 1` (8 running at once, a new process per upload), \
+         so the latency columns are per upload and MB/s is over the wall time of the run.",
+    );
+    part.note("nginx answers the sink POST with 405 after reading the body; its MB/s counts every answered request.");
+    Ok(part)
+}
+
+/// Sends every body once, `CONCURRENCY` at a time, each with its own `oha -n 1`.
+fn upload_distinct(
+    bench: &Bench,
+    live: &Live,
+    token: &str,
+    bodies: &[std::path::PathBuf],
+    content_type: &str,
+    body_bytes: u64,
+) -> Result<RunStats> {
+    let next = AtomicUsize::new(0);
+    let bearer = format!("Bearer {token}");
+    let started = Instant::now();
+    let results: Vec<Result<Vec<RunStats>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CONCURRENCY)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(body) = bodies.get(i) else {
+                            return Ok(mine);
+                        };
+                        let load = Load::post(
+                            live.web("/upload"),
+                            body,
+                            content_type,
+                            1,
+                            Limit::Requests(1),
+                        )
+                        .header("Host", "images.localhost")
+                        .header("Authorization", &bearer);
+                        mine.push(load.run(&bench.oha)?);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an upload worker panicked")))
+            })
+            .collect()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let mut singles = Vec::new();
+    for result in results {
+        singles.extend(result?);
+    }
+    Ok(oha::combine_singles(&singles, wall, body_bytes))
+}
+
+/// MB/s of eight threads each writing the body to its own new file in the data directory,
+/// three files each.
+fn disk_baseline(bench: &Bench, live: &Live, body: &std::path::Path) -> Result<f64> {
+    let bytes = std::fs::read(body)?;
+    let dir = live.stack.data_dir().join("bench-disk-baseline");
+    std::fs::create_dir_all(&dir)?;
+    let mut speeds = Vec::new();
+    for run in 0..bench.runs {
+        let started = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..CONCURRENCY)
+                .map(|w| {
+                    let (dir, bytes) = (&dir, &bytes);
+                    scope.spawn(move || -> Result<()> {
+                        for i in 0..UPLOADS_PER_RUN as u32 / CONCURRENCY {
+                            std::fs::write(dir.join(format!("{run}-{w}-{i}")), bytes)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+            }
+            Ok(())
+        })
+        .context("disk baseline")?;
+        let seconds = started.elapsed().as_secs_f64();
+        speeds.push(bytes.len() as f64 * UPLOADS_PER_RUN as f64 / seconds / 1e6);
+    }
+    std::fs::remove_dir_all(&dir)?;
+    let median = super::stats::median(speeds.iter().copied());
+    eprintln!("    disk baseline: {median:.0} MB/s (8 writers, page cache)");
+    Ok(median)
+}
