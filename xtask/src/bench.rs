@@ -197,7 +197,8 @@ impl Bench {
 }
 
 /// Overrides every benchmark stack gets: login limits far above the load sent (the limiter
-/// protects against guessing, the benchmark measures hashing), tokens that outlive the run.
+/// protects against guessing, the benchmark measures hashing), tokens that outlive the run, and
+/// no prediction cache.
 fn base_overrides() -> BTreeMap<String, BTreeMap<String, String>> {
     let users: BTreeMap<String, String> = [
         ("LOGIN_RATE_PER_MINUTE_IP", "1000000"),
@@ -207,10 +208,16 @@ fn base_overrides() -> BTreeMap<String, BTreeMap<String, String>> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    USERS_NAMES
+    let mut overrides: BTreeMap<String, BTreeMap<String, String>> = USERS_NAMES
         .iter()
         .map(|name| ((*name).to_owned(), users.clone()))
-        .collect()
+        .collect();
+    // A repeated photo must run the model, not hit the prediction cache.
+    overrides.insert(
+        "inference".into(),
+        BTreeMap::from([("INFERENCE_CACHE_ENTRIES".into(), "0".into())]),
+    );
+    overrides
 }
 
 fn progress(scenario: &str, run: u32, runs: u32, s: &RunStats) {

@@ -19,7 +19,11 @@ use crate::tools;
 
 /// ONNX Runtime pinned for the comparison (and numpy for its input).
 const ORT_PIP: &[&str] = &["onnxruntime==1.32.0", "numpy==2.4.6"];
-/// The side of the test photo: larger than the model input, so resizing is part of the request.
+/// The photo sent (public domain, from the inference tests' fixtures): a real JPEG, larger than
+/// the model input, so decoding and resizing are part of every request.
+const PHOTO: &str = "inference_service/tests/fixtures/photos/rocket.jpg";
+const PHOTO_TYPE: &str = "image/jpeg";
+/// The side of the noise images used when every request needs an image of its own.
 const IMAGE_SIDE: u32 = 384;
 /// Forward passes ONNX Runtime times after one warm-up.
 const ORT_RUNS: u32 = 20;
@@ -47,15 +51,17 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     let first = live.metrics(port)?;
     let load_seconds = first.sum("inference_model_load_seconds", &[]);
 
-    // Does the service answer a repeated image from its cache? Then every request gets its own image.
-    let probe = bench.scratch("predict-probe.png");
-    fixtures::write_noise_png(&probe, IMAGE_SIDE, IMAGE_SIDE, 42)?;
-    let probe_bytes = std::fs::read(&probe)?;
+    // The benchmark turns the prediction cache off (INFERENCE_CACHE_ENTRIES=0) so a repeated
+    // photo runs the model every time; should a repeat still be a cache hit, every request gets
+    // an image of its own instead.
+    let photo = tools::root().join(PHOTO);
+    let photo_bytes =
+        std::fs::read(&photo).with_context(|| format!("reading {}", photo.display()))?;
     for _ in 0..2 {
         let (status, body) = live.http.post_bytes(
             &live.http.url("inference", "/predict"),
-            &probe_bytes,
-            "image/png",
+            &photo_bytes,
+            PHOTO_TYPE,
             &live.token,
         )?;
         if status != 200 {
@@ -70,7 +76,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         if distinct {
             "a distinct image per request, one `oha -n 1` each"
         } else {
-            "one image, oha -c N"
+            "one photo, oha -c N"
         },
         if distinct { "" } else { "not " }
     ));
@@ -106,8 +112,8 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
                 &name,
                 &Load::post(
                     live.web("/predict"),
-                    &probe,
-                    "image/png",
+                    &photo,
+                    PHOTO_TYPE,
                     concurrency,
                     Limit::Requests(requests_for(concurrency)),
                 )
@@ -228,13 +234,23 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         );
     }
     part.loads = loads;
-    part.note(format!(
-        "Test image: {IMAGE_SIDE}×{IMAGE_SIDE} RGB noise PNG. Forward times are for the model alone (tract inside the service, \
-         ONNX Runtime in Python on a random input of the model's shape); both use {THREADS} thread(s)."
-    ));
     if distinct {
-        part.note("The service caches predictions by image, so each request sent a different image with its own `oha -n 1`.");
+        part.note(format!(
+            "The service answered a repeated image from its cache, so each request sent its own \
+             {IMAGE_SIDE}×{IMAGE_SIDE} noise PNG with its own `oha -n 1`."
+        ));
+    } else {
+        part.note(format!(
+            "Every request sends `{PHOTO}` ({} KiB JPEG); the prediction cache is off for the \
+             benchmark (`INFERENCE_CACHE_ENTRIES=0`), so each request decodes, resizes and runs the model.",
+            photo_bytes.len() / 1024
+        ));
     }
+    part.note(format!(
+        "Forward times are for the model alone: tract inside the service (`inference_seconds` times \
+         only the forward pass), ONNX Runtime in Python on a random input of the model's shape; both \
+         with {THREADS} thread(s). The service runs `INFERENCE_WORKERS` = 2 forwards at once by default."
+    ));
     Ok(part)
 }
 

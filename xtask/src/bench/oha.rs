@@ -127,7 +127,12 @@ impl Load {
         // A hung server must not hang the benchmark.
         args.extend(["-t".into(), "60s".into()]);
         for (name, value) in &self.headers {
-            args.extend(["-H".into(), format!("{name}: {value}")]);
+            // oha sets Host from the URL unless told with its own option.
+            if name.eq_ignore_ascii_case("host") {
+                args.extend(["--host".into(), value.clone()]);
+            } else {
+                args.extend(["-H".into(), format!("{name}: {value}")]);
+            }
         }
         if let Some(content_type) = &self.content_type {
             args.extend(["-T".into(), content_type.clone()]);
