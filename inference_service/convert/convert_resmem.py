@@ -4,7 +4,7 @@
 
 Writes `model.onnx`, `manifest.json` (the contract with inference_service), `LICENSE` (the
 model's licence, from the wheel) and `self_check.json` (onnxruntime against the torch reference
-scores of `../tests/fixtures/resmem_golden.json`; the conversion fails when they disagree by more
+scores of `../tests/fixtures/resmem_golden.json`, formula inputs and photos; the conversion fails when they disagree by more
 than the tolerance written there). Needs numpy, onnx and onnxruntime.
 
 The graph below follows `ResMem.forward` of resmem 1.1.6 (`resmem/__init__.py` in the wheel):
@@ -177,7 +177,7 @@ def manifest_for(model_sha256):
 
 
 def self_check(model_path, golden_path):
-    """Runs the ONNX with onnxruntime on the golden inputs; fails beyond the recorded tolerance."""
+    """Runs the ONNX with onnxruntime on the golden inputs and photos; fails beyond the tolerance."""
     import onnxruntime
 
     golden = json.loads(golden_path.read_text())
@@ -189,6 +189,20 @@ def self_check(model_path, golden_path):
         results.append({"name": case["name"], "torch": case["score"], "onnxruntime": score,
                         "abs_diff": abs(score - case["score"])})
         print(f"    {case['name']:>18}: torch {case['score']:.7f}  onnxruntime {score:.7f}")
+    # The photos go through the manifest's preprocessing (Pillow), so this also checks that the
+    # manifest describes resmem's own torchvision transform.
+    from PIL import Image
+
+    from preprocess_reference import preprocess
+
+    manifest = manifest_for("")
+    for photo in golden.get("photos", []):
+        with Image.open(golden_path.parent / "photos" / photo["file"]) as image:
+            x = preprocess(manifest, image)
+        score = float(session.run(None, {INPUT_NAME: x})[0][0, 0])
+        results.append({"name": photo["file"], "torch": photo["score"], "onnxruntime": score,
+                        "abs_diff": abs(score - photo["score"])})
+        print(f"    {photo['file']:>18}: torch {photo['score']:.7f}  onnxruntime {score:.7f}")
     worst = max(r["abs_diff"] for r in results)
     report = {"runtime": f"onnxruntime {onnxruntime.__version__} (CPU)", "reference": golden["produced_by"],
               "tolerance": golden["tolerance"], "max_abs_diff": worst, "inputs": results}

@@ -4,7 +4,7 @@
 
 Produces `model.onnx`, `manifest.json` (same format as the real model's) and `expected.json`
 (onnxruntime's scores for the formula inputs of `test_inputs.py`, so the Rust service can check
-that tract computes the same). Needs numpy, onnx and onnxruntime. The weights come from a seeded
+that tract computes the same, and for the photo fixtures after Pillow preprocessing). Needs numpy, onnx, onnxruntime and pillow. The weights come from a seeded
 generator, so running it again gives the same model.
 """
 
@@ -23,6 +23,7 @@ OPSET = 13
 IR_VERSION = 8
 SIZE = 32
 INPUT_NAME = "image"
+PHOTOS = Path(__file__).resolve().parent.parent / "tests/fixtures/photos"
 
 
 def build_model():
@@ -101,12 +102,26 @@ def main():
     batch = np.concatenate([make_input(k, SIZE, SIZE) for _, k in INPUTS])
     batched = session.run(None, {INPUT_NAME: batch})[0][:, 0]
     assert np.max(np.abs(batched - [c["score"] for c in cases])) < 1e-6
+    # The photo fixtures through the manifest's preprocessing (Pillow), for end-to-end checks.
+    from PIL import Image
+
+    from preprocess_reference import preprocess
+
+    photos = []
+    for path in sorted(p for p in PHOTOS.iterdir() if p.suffix in (".png", ".jpg")):
+        with Image.open(path) as image:
+            x = preprocess(manifest, image)
+        score = float(session.run(None, {INPUT_NAME: x})[0][0, 0])
+        photos.append({"file": path.name, "score": score})
     expected = {
         "model": "tiny",
         "produced_by": f"onnxruntime {onnxruntime.__version__} (CPU) running model.onnx",
         "formula": FORMULA,
         "tolerance": 1e-5,
         "inputs": cases,
+        "photos_note": "Photo fixtures preprocessed as the manifest says with Pillow (preprocess_reference.py); "
+        "another resize implementation shifts these slightly.",
+        "photos": photos,
     }
     (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     for case in cases:
