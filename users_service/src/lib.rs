@@ -1,1 +1,29 @@
+//! users_service: accounts, password login, EdDSA access tokens, rotating refresh tokens and
+//! administration for Forgettable Images.
+//!
+//! - [`config`]: [`Settings`] from the environment.
+//! - [`startup`]: [`startup::build`] assembles the full router (tests use the very same one);
+//!   [`startup::serve`] runs it.
+//! - [`routes`]: the HTTP endpoints; [`openapi`] documents them.
+//! - [`domain`]: parsed input (`Username`, `Email`, `Password`).
+//! - [`db`]: SQLite/PostgreSQL access and migrations.
+//! - [`passwords`], [`tokens`], [`keys`]: argon2id hashing, token minting, the signing key.
+//! - [`rate_limit`]: login throttling and the client IP.
+//! - [`commands`]: `create-admin`, `gen-key`, the admin bootstrap.
 
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod openapi;
+pub mod passwords;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod tokens;
+
+pub use config::Settings;
+pub use startup::{build, serve, UsersApp};

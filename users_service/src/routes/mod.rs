@@ -1,0 +1,130 @@
+//! HTTP routes, one module per resource. Each exports `router()` and an `Api` for the OpenAPI
+//! document; handlers and their request/response types stay private to their module.
+
+mod account;
+mod admin;
+mod auth;
+mod jwks;
+
+use axum::{
+    extract::{DefaultBodyLimit, FromRequestParts},
+    http::request::Parts,
+    Router,
+};
+use common::auth::{AuthUser, Role};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    error::{Error, Result},
+    startup::AppState,
+};
+
+pub(crate) use account::Api as AccountApi;
+pub(crate) use admin::Api as AdminApi;
+pub(crate) use auth::Api as AuthApi;
+pub(crate) use jwks::Api as JwksApi;
+
+/// Request bodies are small JSON documents; anything larger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Every users_service route, state applied.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(auth::router())
+        .merge(account::router())
+        .merge(admin::router())
+        .merge(jwks::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// RFC 3339 text of a unix-ms time.
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A user's public profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserView {
+    id: Uuid,
+    username: String,
+    email: String,
+    role: Role,
+    /// RFC 3339
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<&db::User> for UserView {
+    fn from(user: &db::User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            role: user.role,
+            created_at: rfc3339(user.created_at),
+        }
+    }
+}
+
+/// The caller, from a verified access token, checked against the database: tokens of deleted or
+/// disabled accounts stop working at once, not when they expire.
+pub(crate) struct CurrentUser(db::User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let auth = AuthUser::from_request_parts(parts, state).await?;
+        let user = db::find_user(&state.db, auth.id)
+            .await?
+            .ok_or_else(|| Error::Unauthorized("The account of this access token no longer exists.".to_owned()))?;
+        if user.is_disabled() {
+            return Err(Error::AccountDisabled);
+        }
+        Ok(Self(user))
+    }
+}
+
+/// A [`CurrentUser`] whose role in the database (not only in the token) is `admin`.
+pub(crate) struct CurrentAdmin(db::User);
+
+impl FromRequestParts<AppState> for CurrentAdmin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(Error::Forbidden("This endpoint needs the admin role.".to_owned()));
+        }
+        Ok(Self(user))
+    }
+}
+
+/// The problem+json body of every error (RFC 9457).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProblemBody {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn unix_milliseconds_render_as_rfc3339() {
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}
