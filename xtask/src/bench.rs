@@ -24,7 +24,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    stack::{Ports, Stack, StackOptions, USERS_NAMES},
+    stack::{native_processes, Ports, Stack, StackOptions, USERS_NAMES},
     tools::{self, step},
 };
 
@@ -166,7 +166,13 @@ impl Bench {
 
     /// Starts the whole native stack on free ports with `overrides` per process and logs in a
     /// benchmark user through the gateway.
-    fn start_stack(&self, overrides: BTreeMap<String, BTreeMap<String, String>>) -> Result<Live> {
+    /// Without `with_inference` the stack runs every process but inference_service, so parts that
+    /// do not need the model neither wait for it to load nor need it converted.
+    fn start_stack(
+        &self,
+        overrides: BTreeMap<String, BTreeMap<String, String>>,
+        with_inference: bool,
+    ) -> Result<Live> {
         let data = tempfile::Builder::new()
             .prefix("forgettable-bench-")
             .tempdir()?;
@@ -179,7 +185,17 @@ impl Bench {
             with_prometheus: false,
         };
         let started = Instant::now();
-        let stack = Stack::start(opts)?;
+        let stack = if with_inference {
+            Stack::start(opts)?
+        } else {
+            let names: Vec<String> = native_processes(&opts)?
+                .into_iter()
+                .map(|p| p.name)
+                .filter(|name| name != "inference")
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            Stack::start_only(opts, &names)?
+        };
         step(format!(
             "native stack ready in {:.1} s (data in {})",
             started.elapsed().as_secs_f64(),
@@ -261,9 +277,12 @@ fn new_part(part: Part, title: &str) -> PartReport {
     }
 }
 
+/// Where `cargo xtask model` puts the converted ResMem model.
+const MODEL_DIR: &str = "data/models/resmem";
+
 /// The converted ResMem model; `cargo xtask model` makes it.
 fn model_dir() -> Result<PathBuf> {
-    let dir = tools::root().join("data/models/resmem");
+    let dir = tools::root().join(MODEL_DIR);
     if !dir.join("manifest.json").exists() || !dir.join("model.onnx").exists() {
         bail!(
             "no model in {}: run `cargo xtask model` first",
@@ -297,6 +316,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.runs
     ));
 
+    let needs_model = parts
+        .iter()
+        .any(|p| matches!(p, Part::Inference | Part::ColdStart | Part::Profile));
     let oha = oha::ensure()?;
     crate::stack::ensure_tools()?;
     if !args.no_build {
@@ -311,7 +333,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         oha,
         runs: args.runs,
         bin_dir: root.join("target/release"),
-        model_dir: model_dir()?,
+        model_dir: if needs_model {
+            model_dir()?
+        } else {
+            tools::root().join(MODEL_DIR)
+        },
         scratch: tempfile::Builder::new()
             .prefix("forgettable-bench-files-")
             .tempdir()?,
@@ -333,7 +359,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .collect();
     if !on_main_stack.is_empty() {
         step("starting the native stack for the measurements");
-        let live = bench.start_stack(base_overrides())?;
+        let live = bench.start_stack(base_overrides(), needs_model)?;
         let mut me_at_32 = None;
         for part in on_main_stack {
             step(format!("part {}", part.name()));

@@ -32,7 +32,7 @@ pub fn run(bench: &Bench) -> Result<PartReport> {
             env.insert("MAX_IN_FLIGHT".into(), REPLICA_MAX_IN_FLIGHT.into());
         }
     }
-    let live = bench.start_stack(overrides)?;
+    let live = bench.start_stack(overrides, false)?;
     let body = bench.scratch("failover-login.json");
     std::fs::write(
         &body,

@@ -41,7 +41,7 @@ fn perf_counts_instructions() -> bool {
 
 pub fn run(bench: &Bench) -> Result<PartReport> {
     let mut part = super::new_part(Part::Profile, "Profile of the slowest path: POST /predict");
-    let live = bench.start_stack(super::base_overrides())?;
+    let live = bench.start_stack(super::base_overrides(), true)?;
     let (tool, top) = if perf_counts_instructions() {
         step("perf counts instructions here: sampling inference_service with perf record");
         ("perf record", perf(bench, &live)?)
