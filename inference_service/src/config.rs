@@ -1,0 +1,192 @@
+//! The service's settings, read from the environment and validated at start.
+
+use std::path::PathBuf;
+
+use common::config::{var, var_or, ConfigError, ServerSettings};
+
+/// Where inference_service listens unless `LISTEN_ADDR` says otherwise.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8301";
+/// The instance name unless `INSTANCE_NAME` says otherwise.
+pub const DEFAULT_INSTANCE_NAME: &str = "inference";
+
+/// Limits on images sent for prediction (the same variables and defaults as images_service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// `MAX_UPLOAD_BYTES`: larger bodies get 413.
+    pub max_upload_bytes: u64,
+    /// `MAX_IMAGE_DIMENSION`: a width or height beyond it gets 422.
+    pub max_image_dimension: u32,
+    /// `MAX_DECODE_BYTES`: memory one decode may allocate.
+    pub max_decode_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_image_dimension: 16_384,
+            max_decode_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// How many model runs happen at once and how many requests may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `INFERENCE_WORKERS`: model runs at once.
+    pub workers: usize,
+    /// `INFERENCE_THREADS`: threads inside one model run.
+    pub threads: usize,
+    /// `INFERENCE_QUEUE`: requests waiting for a worker before 503.
+    pub queue: usize,
+}
+
+impl Default for PoolSettings {
+    /// Measured on 2 cores with ResMem: two single-threaded runs side by side answer more images
+    /// per second than one run on two threads (see the crate's benchmark notes in the README).
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            threads: 1,
+            queue: 16,
+        }
+    }
+}
+
+/// Everything inference_service is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    /// `MODEL_DIR`: folder with `manifest.json` and the ONNX file.
+    pub model_dir: PathBuf,
+    /// `IMAGES_URL`: images_service's base URL.
+    pub images_url: String,
+    /// `PREDICT_THRESHOLD`: overrides the manifest's threshold.
+    pub threshold: Option<f32>,
+    pub pool: PoolSettings,
+    pub limits: DecodeLimits,
+    /// `INFERENCE_CACHE_ENTRIES`: predictions remembered by (image SHA-256, model SHA-256); 0 turns
+    /// the cache off.
+    pub cache_entries: u64,
+}
+
+impl Settings {
+    /// Reads every variable, failing with a message that names the first bad one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let limits = DecodeLimits::default();
+        let pool = PoolSettings::default();
+        let settings = Self {
+            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
+            model_dir: var_or("MODEL_DIR", PathBuf::from("data/models/resmem"))?,
+            images_url: var_or("IMAGES_URL", "http://127.0.0.1:8201".to_owned())?,
+            threshold: var("PREDICT_THRESHOLD")?,
+            pool: PoolSettings {
+                workers: var_or("INFERENCE_WORKERS", pool.workers)?,
+                threads: var_or("INFERENCE_THREADS", pool.threads)?,
+                queue: var_or("INFERENCE_QUEUE", pool.queue)?,
+            },
+            limits: DecodeLimits {
+                max_upload_bytes: var_or("MAX_UPLOAD_BYTES", limits.max_upload_bytes)?,
+                max_image_dimension: var_or("MAX_IMAGE_DIMENSION", limits.max_image_dimension)?,
+                max_decode_bytes: var_or("MAX_DECODE_BYTES", limits.max_decode_bytes)?,
+            },
+            cache_entries: var_or("INFERENCE_CACHE_ENTRIES", 10_000)?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(threshold) = self.threshold {
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(ConfigError::new("PREDICT_THRESHOLD", "must be within 0..1"));
+            }
+        }
+        if self.pool.workers == 0 {
+            return Err(ConfigError::new("INFERENCE_WORKERS", "must be at least 1"));
+        }
+        if self.pool.threads == 0 {
+            return Err(ConfigError::new("INFERENCE_THREADS", "must be at least 1"));
+        }
+        if self.limits.max_upload_bytes == 0 {
+            return Err(ConfigError::new("MAX_UPLOAD_BYTES", "must be at least 1"));
+        }
+        if self.limits.max_image_dimension == 0 {
+            return Err(ConfigError::new(
+                "MAX_IMAGE_DIMENSION",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_decode_bytes == 0 {
+            return Err(ConfigError::new("MAX_DECODE_BYTES", "must be at least 1"));
+        }
+        if !(self.images_url.starts_with("http://") || self.images_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "IMAGES_URL",
+                "expected `http://HOST:PORT` or `https://…`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)
+                .expect("server settings"),
+            model_dir: PathBuf::from("model"),
+            images_url: "http://127.0.0.1:8201".into(),
+            threshold: None,
+            pool: PoolSettings::default(),
+            limits: DecodeLimits::default(),
+            cache_entries: 10,
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(settings().validate().is_ok());
+    }
+
+    #[test]
+    fn a_threshold_outside_zero_to_one_names_its_variable() {
+        let err = Settings {
+            threshold: Some(1.5),
+            ..settings()
+        }
+        .validate()
+        .expect_err("invalid");
+        assert_eq!(err.name, "PREDICT_THRESHOLD");
+    }
+
+    #[test]
+    fn zero_workers_names_its_variable() {
+        let bad = Settings {
+            pool: PoolSettings {
+                workers: 0,
+                ..PoolSettings::default()
+            },
+            ..settings()
+        };
+        assert_eq!(
+            bad.validate().expect_err("invalid").name,
+            "INFERENCE_WORKERS"
+        );
+    }
+
+    #[test]
+    fn an_images_url_without_scheme_names_its_variable() {
+        let err = Settings {
+            images_url: "images:8000".into(),
+            ..settings()
+        }
+        .validate()
+        .expect_err("invalid");
+        assert_eq!(err.name, "IMAGES_URL");
+    }
+}

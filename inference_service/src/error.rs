@@ -1,0 +1,147 @@
+//! The service's errors and the problem+json each one becomes. Causes of 5xx answers are logged,
+//! never sent.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use common::Problem;
+
+/// `Result` with [`InferenceError`] as the default error.
+pub type Result<T, E = InferenceError> = std::result::Result<T, E>;
+
+/// Everything a prediction can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("The request has no `file` field: send the image as multipart/form-data field `file`, or as the raw body.")]
+    MissingFile,
+    #[error("The image is empty: send the image's bytes.")]
+    EmptyImage,
+    #[error("The image is larger than the limit of {limit} bytes.")]
+    TooLarge { limit: u64 },
+    #[error(
+        "Send the image as the raw body (Content-Type: image/* or application/octet-stream) \
+         or as multipart/form-data field `file`."
+    )]
+    UnsupportedContentType,
+    #[error(
+        "The image is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
+    )]
+    UnsupportedType,
+    #[error("The image is not a valid {kind} image: {reason}")]
+    Corrupt { kind: &'static str, reason: String },
+    #[error("The image is too large to decode: {0}")]
+    TooManyPixels(String),
+    #[error("{0}")]
+    BadMultipart(String),
+    #[error("There is no image with this id.")]
+    ImageNotFound,
+    #[error("The images service refused the access token; log in again.")]
+    ImagesUnauthorized,
+    #[error("The images service cannot be reached; retry shortly.")]
+    ImagesUnavailable,
+    #[error("The model is still loading; retry shortly.")]
+    ModelNotReady,
+    #[error("Every inference worker is busy and the queue is full; retry shortly.")]
+    Busy,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<InferenceError> for Problem {
+    fn from(error: InferenceError) -> Self {
+        let detail = error.to_string();
+        match error {
+            InferenceError::MissingFile | InferenceError::EmptyImage => Problem::validation(detail),
+            InferenceError::TooLarge { .. } => Problem::too_large(detail),
+            InferenceError::UnsupportedContentType | InferenceError::UnsupportedType => {
+                Problem::unsupported_media(detail)
+            }
+            InferenceError::Corrupt { .. } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt-image", detail)
+            }
+            InferenceError::TooManyPixels(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "too-many-pixels", detail)
+            }
+            InferenceError::BadMultipart(_) => Problem::bad_request(detail),
+            InferenceError::ImageNotFound => Problem::not_found(detail),
+            InferenceError::ImagesUnauthorized => Problem::unauthorized(detail),
+            InferenceError::ImagesUnavailable => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "images-unavailable",
+                detail,
+            )
+            .retry_after(1),
+            InferenceError::ModelNotReady => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "model-not-ready", detail)
+                    .retry_after(5)
+            }
+            InferenceError::Busy => Problem::overloaded(detail),
+            InferenceError::Unexpected(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for InferenceError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejection_maps_to_its_status() {
+        let cases = [
+            (
+                InferenceError::MissingFile,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                InferenceError::TooLarge { limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                InferenceError::UnsupportedType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                InferenceError::UnsupportedContentType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                InferenceError::TooManyPixels("x".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (InferenceError::ImageNotFound, StatusCode::NOT_FOUND),
+            (InferenceError::ImagesUnauthorized, StatusCode::UNAUTHORIZED),
+            (
+                InferenceError::ImagesUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (InferenceError::Busy, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (error, status) in cases {
+            assert_eq!(Problem::from(error).status, status);
+        }
+    }
+
+    #[test]
+    fn overload_tells_the_client_when_to_retry() {
+        assert_eq!(Problem::from(InferenceError::Busy).retry_after, Some(1));
+    }
+
+    #[test]
+    fn an_unexpected_error_hides_its_cause() {
+        let problem = Problem::from(InferenceError::Unexpected(anyhow::anyhow!(
+            "tract: /srv/model broke"
+        )));
+        assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!problem.detail.contains("tract"));
+    }
+}

@@ -1,0 +1,176 @@
+//! The ONNX model loaded once into tract: checked against its manifest, optimised for a batch of
+//! one, and run on one input tensor at a time.
+
+use std::{fs::File, io, path::Path, time::Instant};
+
+use anyhow::{bail, ensure, Context};
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+use super::{
+    manifest::{Manifest, OutputSpec},
+    preprocess::Preprocessor,
+};
+
+type Plan = TypedRunnableModel<TypedModel>;
+
+/// A model ready to run.
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    /// SHA-256 of the ONNX file, as verified at load.
+    pub sha256: String,
+    /// How long loading, verifying and optimising took.
+    pub load_seconds: f64,
+    preprocessor: Preprocessor,
+    plan: Plan,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hex SHA-256 of a file, read in chunks.
+pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+impl LoadedModel {
+    /// Verifies the ONNX file in `dir` against `manifest`, loads it and plans it for `1×3×H×W`
+    /// inputs. Blocking and slow (seconds for a large model): run it off the async workers.
+    pub fn load(dir: &Path, manifest: Manifest) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let path = manifest.model_path(dir);
+        let sha256 = file_sha256(&path)?;
+        if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
+            bail!(
+                "{} has SHA-256 {sha256} but the manifest expects {}: the file is damaged or from another \
+                 model; run `cargo xtask model` again",
+                path.display(),
+                manifest.sha256
+            );
+        }
+        let mut model = tract_onnx::onnx()
+            .model_for_path(&path)
+            .with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
+        let inputs = model.input_outlets()?.to_vec();
+        ensure!(
+            inputs.len() == 1,
+            "the model has {} inputs; one image input is expected",
+            inputs.len()
+        );
+        let input_name = &model.node(inputs[0].node).name;
+        ensure!(
+            *input_name == manifest.input.name,
+            "the model's input is named `{input_name}` but the manifest says `{}`",
+            manifest.input.name
+        );
+        let preprocessor = Preprocessor::new(&manifest.preprocess);
+        model.set_input_fact(0, f32::fact(preprocessor.shape()).into())?;
+        let plan = model
+            .into_optimized()
+            .context("cannot optimise the model")?
+            .into_runnable()
+            .context("cannot plan the model")?;
+        let loaded = Self {
+            manifest,
+            sha256,
+            load_seconds: 0.0,
+            preprocessor,
+            plan,
+        };
+        // One run proves the plan works before the service says it is ready.
+        loaded
+            .forward(vec![0.0; loaded.input_len()])
+            .context("the model fails on a blank input")?;
+        Ok(Self {
+            load_seconds: started.elapsed().as_secs_f64(),
+            ..loaded
+        })
+    }
+
+    /// The preprocessing this model expects.
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    /// The number of values of one input tensor.
+    pub fn input_len(&self) -> usize {
+        self.preprocessor.shape().iter().product()
+    }
+
+    /// Runs the model on one channel-first input and returns the score in 0..1.
+    pub fn forward(&self, data: Vec<f32>) -> anyhow::Result<f32> {
+        let input = tract_ndarray::Array4::from_shape_vec(self.preprocessor.shape(), data)
+            .context("the input tensor has the wrong size")?;
+        let outputs = self.plan.run(tvec!(Tensor::from(input).into()))?;
+        let output = outputs.first().context("the model produced no output")?;
+        let values: Vec<f32> = output.to_array_view::<f32>()?.iter().copied().collect();
+        score_from_output(&self.manifest.output, &values)
+    }
+}
+
+/// The score of an output tensor, as the manifest's `output` says to read it.
+pub fn score_from_output(spec: &OutputSpec, values: &[f32]) -> anyhow::Result<f32> {
+    match spec {
+        OutputSpec::SigmoidScore => {
+            ensure!(
+                values.len() == 1,
+                "a sigmoid score output has one value, the model gave {}",
+                values.len()
+            );
+            Ok(values[0])
+        }
+        OutputSpec::Softmax { labels, positive } => {
+            ensure!(
+                values.len() == labels.len(),
+                "the model gave {} values for {} labels",
+                values.len(),
+                labels.len()
+            );
+            let index = labels
+                .iter()
+                .position(|l| l == positive)
+                .context("unknown positive label")?;
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = values.iter().map(|v| (v - max).exp()).collect();
+            Ok(exps[index] / exps.iter().sum::<f32>())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sigmoid_output_is_the_score() {
+        assert_eq!(
+            score_from_output(&OutputSpec::SigmoidScore, &[0.625]).expect("score"),
+            0.625
+        );
+    }
+
+    #[test]
+    fn a_softmax_output_scores_the_positive_class() {
+        let spec = OutputSpec::Softmax {
+            labels: vec!["forgettable".into(), "memorable".into()],
+            positive: "memorable".into(),
+        };
+        let score = score_from_output(&spec, &[0.0, 2.0f32.ln()]).expect("score");
+        assert!((score - 2.0 / 3.0).abs() < 1e-6, "{score}");
+    }
+
+    #[test]
+    fn an_output_of_the_wrong_size_is_an_error() {
+        assert!(score_from_output(&OutputSpec::SigmoidScore, &[0.1, 0.2]).is_err());
+    }
+}

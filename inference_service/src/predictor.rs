@@ -1,0 +1,226 @@
+//! From image bytes to a labelled score: cache by (image SHA-256, model SHA-256), otherwise decode,
+//! preprocess and run the model in the bounded pool.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use moka::sync::Cache;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::{
+    config::{DecodeLimits, Settings},
+    decode::decode_rgb,
+    error::{InferenceError, Result},
+    metrics::InferenceMetrics,
+    model::{InferencePool, LoadedModel, PoolError},
+};
+
+/// Where the model is in its life.
+#[derive(Debug, Clone, Default)]
+pub enum ModelState {
+    #[default]
+    Loading,
+    Ready(Arc<LoadedModel>),
+    Failed(String),
+}
+
+/// The answer's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Forgettable,
+    Memorable,
+}
+
+impl Label {
+    /// `forgettable` when `score < threshold`.
+    pub fn of(score: f32, threshold: f32) -> Self {
+        if score < threshold {
+            Label::Forgettable
+        } else {
+            Label::Memorable
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Forgettable => "forgettable",
+            Label::Memorable => "memorable",
+        }
+    }
+}
+
+/// Which model answered.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// A prediction, before the route adds the image id.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub label: Label,
+    pub score: f32,
+    pub threshold: f32,
+    pub model: ModelRef,
+    pub elapsed_ms: f64,
+}
+
+type CacheKey = ([u8; 32], Arc<str>);
+
+/// Predicts with the loaded model.
+pub struct Predictor {
+    state: watch::Sender<ModelState>,
+    pool: InferencePool,
+    cache: Cache<CacheKey, f32>,
+    metrics: InferenceMetrics,
+    limits: DecodeLimits,
+    threshold: Option<f32>,
+}
+
+impl Predictor {
+    pub fn new(settings: &Settings, metrics: InferenceMetrics) -> Self {
+        let pool = settings.pool;
+        Self {
+            state: watch::Sender::new(ModelState::Loading),
+            pool: InferencePool::new(pool.workers, pool.threads, pool.queue, metrics.clone()),
+            cache: Cache::new(settings.cache_entries),
+            metrics,
+            limits: settings.limits,
+            threshold: settings.threshold,
+        }
+    }
+
+    /// Installs the loaded model (or the reason it failed) and updates the model metrics.
+    pub fn set_state(&self, state: ModelState) {
+        if let ModelState::Ready(model) = &state {
+            let m = &model.manifest;
+            self.metrics.model_load_seconds.set(model.load_seconds);
+            self.metrics
+                .model_info
+                .with_label_values(&[m.name.as_str(), m.version.as_str(), model.sha256.as_str()])
+                .set(1);
+            self.metrics.model_loaded.set(1);
+        }
+        self.state.send_replace(state);
+    }
+
+    /// Watches the model's state (start-up waits on it to stop when loading fails).
+    pub fn subscribe(&self) -> watch::Receiver<ModelState> {
+        self.state.subscribe()
+    }
+
+    /// The loaded model, or 503 while it loads.
+    pub fn model(&self) -> Result<Arc<LoadedModel>> {
+        match &*self.state.borrow() {
+            ModelState::Ready(model) => Ok(model.clone()),
+            ModelState::Loading | ModelState::Failed(_) => Err(InferenceError::ModelNotReady),
+        }
+    }
+
+    /// Whether the service can predict, and why not.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        match &*self.state.borrow() {
+            ModelState::Ready(_) => Ok(()),
+            ModelState::Loading => Err("the model is loading".to_owned()),
+            ModelState::Failed(reason) => Err(format!("the model failed to load: {reason}")),
+        }
+    }
+
+    /// The threshold in force: `PREDICT_THRESHOLD`, else the manifest's.
+    pub fn threshold(&self, model: &LoadedModel) -> f32 {
+        self.threshold.unwrap_or(model.manifest.threshold)
+    }
+
+    /// The bounded pool the model runs in.
+    pub fn pool(&self) -> &InferencePool {
+        &self.pool
+    }
+
+    /// Scores an encoded image.
+    #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
+    pub async fn predict(&self, bytes: Bytes) -> Result<Prediction> {
+        let started = Instant::now();
+        let model = self.model()?;
+        if bytes.len() as u64 > self.limits.max_upload_bytes {
+            return Err(InferenceError::TooLarge {
+                limit: self.limits.max_upload_bytes,
+            });
+        }
+        let hashed = bytes.clone();
+        let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&hashed).into())
+            .await
+            .map_err(|e| InferenceError::Unexpected(e.into()))?;
+        let key: CacheKey = (digest, Arc::from(model.sha256.as_str()));
+        let score = match self.cache.get(&key) {
+            Some(score) => {
+                self.metrics.cache_hits.inc();
+                score
+            }
+            None => {
+                self.metrics.cache_misses.inc();
+                let score = self.run(model.clone(), bytes).await?;
+                self.cache.insert(key, score);
+                score
+            }
+        };
+        let threshold = self.threshold(&model);
+        let label = Label::of(score, threshold);
+        self.metrics
+            .predictions
+            .with_label_values(&[label.as_str()])
+            .inc();
+        let m = &model.manifest;
+        Ok(Prediction {
+            label,
+            score,
+            threshold,
+            model: ModelRef {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                sha256: model.sha256.clone(),
+            },
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Decode, preprocess and forward pass, on a worker of the pool.
+    async fn run(&self, model: Arc<LoadedModel>, bytes: Bytes) -> Result<f32> {
+        let limits = self.limits;
+        let seconds = self.metrics.seconds.clone();
+        let job = move || -> Result<f32> {
+            let image = decode_rgb(&bytes, &limits)?;
+            drop(bytes);
+            let input = model.preprocessor().tensor_data(&image);
+            drop(image);
+            let timer = seconds.start_timer();
+            let score = model.forward(input)?;
+            timer.observe_duration();
+            Ok(score)
+        };
+        match self.pool.run(job).await {
+            Ok(result) => result,
+            Err(PoolError::Busy) => Err(InferenceError::Busy),
+            Err(e @ PoolError::Failed(_)) => Err(InferenceError::Unexpected(e.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_score_below_the_threshold_is_forgettable() {
+        assert_eq!(Label::of(0.749, 0.75), Label::Forgettable);
+    }
+
+    #[test]
+    fn a_score_at_the_threshold_is_memorable() {
+        assert_eq!(Label::of(0.75, 0.75), Label::Memorable);
+    }
+}

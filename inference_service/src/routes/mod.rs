@@ -1,0 +1,88 @@
+//! The HTTP endpoints of inference_service and their OpenAPI document.
+
+mod model;
+mod predict;
+
+use axum::{extract::DefaultBodyLimit, Router};
+use serde::Serialize;
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{config::DecodeLimits, startup::AppState};
+
+/// Room for multipart boundaries and headers around a maximal image.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+/// Every application route, with state applied.
+pub fn router(state: AppState, limits: DecodeLimits) -> Router {
+    let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
+        .unwrap_or(usize::MAX);
+    Router::new()
+        .merge(predict::router())
+        .merge(model::router())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// The problem+json error body, for the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ProblemBody {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    request_id: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "inference_service",
+        description = "Predicts whether an image is forgettable with an ONNX memorability model. \
+                       Errors are RFC 9457 `application/problem+json`.",
+    ),
+    components(schemas(ProblemBody)),
+    modifiers(&BearerAuth),
+    tags((name = "inference", description = "Memorability predictions and the model behind them"))
+)]
+struct ApiDoc;
+
+/// The whole OpenAPI document as JSON.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(predict::PredictApi::openapi());
+    doc.merge(model::ModelApi::openapi());
+    serde_json::to_value(doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_lists_every_endpoint() {
+        let doc = super::openapi();
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in ["/predict/{image_id}", "/predict", "/model"] {
+            assert!(paths.contains_key(path), "{path} missing");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Building and running the service: manifest check, background model load, router, listener.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use common::{
+    auth::TokenVerifier,
+    metrics::{Metrics, SLOW_BUCKETS},
+    ops::readiness,
+    server::{self, build_router, ServiceParts},
+};
+
+use crate::{
+    config::{DecodeLimits, Settings},
+    images::ImagesClient,
+    metrics::InferenceMetrics,
+    model::{LoadedModel, Manifest},
+    predictor::{ModelState, Predictor},
+    routes,
+};
+
+/// What every handler reaches through `State`.
+#[derive(Clone)]
+pub struct AppState {
+    pub predictor: Arc<Predictor>,
+    pub images: ImagesClient,
+    pub verifier: Arc<TokenVerifier>,
+    pub limits: DecodeLimits,
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// A bound inference_service whose model is loading in the background.
+pub struct Application {
+    server: server::Application,
+    predictor: Arc<Predictor>,
+}
+
+impl Application {
+    /// Checks the manifest (a missing model fails here, naming `cargo xtask model`), starts
+    /// loading the model on the blocking pool and binds the listener, so `/healthz` answers at
+    /// once and `/readyz` turns 200 when the model is ready. `verifier` checks access tokens.
+    pub async fn build(settings: Settings, verifier: Arc<TokenVerifier>) -> anyhow::Result<Self> {
+        let manifest = Manifest::load(&settings.model_dir).context("MODEL_DIR")?;
+        let metrics = Metrics::new("inference", &settings.server.instance_name, SLOW_BUCKETS)?;
+        let inference_metrics = InferenceMetrics::register(&metrics)?;
+        let predictor = Arc::new(Predictor::new(&settings, inference_metrics));
+        spawn_model_load(predictor.clone(), settings.model_dir.clone(), manifest);
+
+        let state = AppState {
+            predictor: predictor.clone(),
+            images: ImagesClient::new(&settings.images_url, settings.limits.max_upload_bytes)?,
+            verifier,
+            limits: settings.limits,
+        };
+        let ready = {
+            let predictor = predictor.clone();
+            readiness(move || {
+                let predictor = predictor.clone();
+                async move { predictor.readiness() }
+            })
+        };
+        let router = build_router(ServiceParts {
+            settings: settings.server.clone(),
+            metrics,
+            app: routes::router(state, settings.limits),
+            readiness: ready,
+            openapi: routes::openapi(),
+        });
+        let server = server::Application::bind(
+            settings.server.listen_addr,
+            router,
+            settings.server.shutdown_grace,
+        )
+        .await
+        .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.server.listen_addr))?;
+        Ok(Self { server, predictor })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.server.local_addr()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The predictor, to watch the model load or hold a worker.
+    pub fn predictor(&self) -> Arc<Predictor> {
+        self.predictor.clone()
+    }
+
+    /// Serves until `shutdown` completes (then drains in-flight requests), or fails when the
+    /// model cannot be loaded: a service that can never predict should not look alive.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let mut states = self.predictor.subscribe();
+        let failed = async move {
+            match states
+                .wait_for(|s| matches!(s, ModelState::Failed(_)))
+                .await
+            {
+                Ok(state) => match &*state {
+                    ModelState::Failed(reason) => reason.clone(),
+                    _ => String::new(),
+                },
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = self.server.run_until_stopped(shutdown) => Ok(result?),
+            reason = failed => anyhow::bail!("the model failed to load: {reason}"),
+        }
+    }
+}
+
+/// Loads the model on the blocking pool and installs it (or the reason it failed).
+fn spawn_model_load(predictor: Arc<Predictor>, dir: PathBuf, manifest: Manifest) {
+    tokio::spawn(async move {
+        tracing::info!(model = %manifest.name, version = %manifest.version, dir = %dir.display(), "loading the model");
+        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&dir, manifest)).await;
+        let state = match loaded {
+            Ok(Ok(model)) => {
+                tracing::info!(
+                    model = %model.manifest.name,
+                    version = %model.manifest.version,
+                    sha256 = %model.sha256,
+                    seconds = model.load_seconds,
+                    "model ready"
+                );
+                ModelState::Ready(Arc::new(model))
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "cannot load the model");
+                ModelState::Failed(format!("{e:#}"))
+            }
+            Err(e) => ModelState::Failed(format!("the loading task failed: {e}")),
+        };
+        predictor.set_state(state);
+    });
+}
