@@ -1,0 +1,143 @@
+//! The real binary killed with SIGKILL in the middle of an upload: after a restart there is no
+//! row without its blob, no orphan blob, and uploads work again.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+use crate::helpers::{database_url, files_under, metric_value, png, wait_until_ready, Backend, TestKeys};
+
+/// The service binary as a child process, killed when dropped.
+struct Service {
+    child: Child,
+    address: String,
+    addr: SocketAddr,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Service {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let log = std::fs::File::create(dir.join(format!("service-{run}.log"))).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_images_service"))
+        .arg("serve")
+        .env("LISTEN_ADDR", addr.to_string())
+        .env("INSTANCE_NAME", "images-crash")
+        .env("DATABASE_URL", database_url)
+        .env("BLOB_STORE_URL", format!("file://{}", dir.join("blobs").display()))
+        .env("JWT_PUBLIC_KEY_FILE", key_file)
+        .env("MAX_UPLOAD_BYTES", (256 * 1024 * 1024).to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start the images_service binary");
+    let service = Service { child, address: format!("http://{addr}"), addr };
+    wait_until_ready(&reqwest::Client::new(), &service.address).await;
+    service
+}
+
+/// Sends the start of a large upload and keeps the connection open.
+async fn begin_upload(addr: SocketAddr, token: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let boundary = "CRASHBOUNDARY";
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: images.localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    let mut part = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    part.extend_from_slice(&png(64, 64, 9));
+    part.resize(part.len() + 1024 * 1024, 0);
+    stream.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.expect("chunk size");
+    stream.write_all(&part).await.expect("chunk");
+    stream.write_all(b"\r\n").await.expect("chunk end");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+async fn crash_mid_upload(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = TestKeys::generate();
+    let key_file = dir.path().join("jwt-public.pem");
+    std::fs::write(&key_file, keys.public_pem()).expect("write key");
+    let database_url = database_url(backend, dir.path()).await;
+    let user = uuid::Uuid::new_v4();
+    let token = keys.token(user, 600);
+    let client = reqwest::Client::new();
+    let store = dir.path().join("blobs");
+
+    let first = start(dir.path(), &database_url, &key_file, 1).await;
+    let kept = png(50, 50, 1);
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(kept.clone()).file_name("a.png"));
+    let response = client.post(format!("{}/upload", first.address)).bearer_auth(&token).multipart(form).send().await.expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let kept_id = response.json::<Value>().await.expect("body")["image_id"].as_str().expect("id").to_owned();
+
+    let _connection = begin_upload(first.addr, &token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !files_under(&store).iter().any(|f| f.starts_with("tmp/")) {
+        assert!(tokio::time::Instant::now() < deadline, "no temporary blob appeared: {:?}", files_under(&store));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL the service");
+    first.child.wait().expect("reap");
+    // What else a crash can leave: a committed blob whose row was never written, and a finished
+    // temporary that was never committed.
+    std::fs::write(store.join("blobs").join(uuid::Uuid::now_v7().to_string()), b"orphan").expect("orphan");
+    std::fs::write(store.join("tmp").join(uuid::Uuid::new_v4().simple().to_string()), b"stale").expect("stale");
+    assert!(files_under(&store).len() >= 4, "{:?}", files_under(&store));
+
+    let second = start(dir.path(), &database_url, &key_file, 2).await;
+    assert_eq!(metric_value(&client, &second.address, "images_orphans_swept_total").await, 3.0);
+    assert_eq!(files_under(&store), vec![format!("blobs/{kept_id}")], "only the committed image's blob is left");
+
+    let page: Value = client.get(format!("{}/images", second.address)).bearer_auth(&token).send().await.expect("list").json().await.expect("page");
+    let ids: Vec<&str> = page["items"].as_array().expect("items").iter().map(|i| i["image_id"].as_str().expect("id")).collect();
+    assert_eq!(ids, vec![kept_id.as_str()], "every row has its blob and vice versa");
+    let bytes = client.get(format!("{}/images/{kept_id}", second.address)).bearer_auth(&token).send().await.expect("get").bytes().await.expect("bytes");
+    assert_eq!(bytes.as_ref(), kept.as_slice());
+
+    let fresh = png(70, 20, 2);
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(fresh.clone()).file_name("b.png"));
+    let response = client.post(format!("{}/upload", second.address)).bearer_auth(&token).multipart(form).send().await.expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let fresh_id = response.json::<Value>().await.expect("body")["image_id"].as_str().expect("id").to_owned();
+    let bytes = client.get(format!("{}/images/{fresh_id}", second.address)).bearer_auth(&token).send().await.expect("get").bytes().await.expect("bytes");
+    assert_eq!(bytes.as_ref(), fresh.as_slice());
+}
+
+mod a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite() {
+        crash_mid_upload(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres() {
+        crash_mid_upload(Backend::Postgres).await;
+    }
+}

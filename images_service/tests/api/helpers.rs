@@ -1,0 +1,414 @@
+//! The test harness: a spawned service with its own database and blob directory, a signing key
+//! the service trusts, images made on the fly, and one method per endpoint.
+
+use std::{
+    io::Cursor as IoCursor,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use common::{
+    auth::{key_id, Claims, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER},
+    config::{LogFormat, ServerSettings},
+};
+use image::{ImageFormat, RgbImage, RgbaImage};
+use images_service::{
+    config::{Settings, UploadLimits},
+    startup::Application,
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{multipart, Response, StatusCode};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::Value;
+use sqlx::{AnyConnection, Connection, Executor};
+use tempfile::TempDir;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+};
+use uuid::Uuid;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The upload limit tests run with: small, so over-limit uploads are quick.
+pub const TEST_MAX_UPLOAD: u64 = 2 * 1024 * 1024;
+
+/// An Ed25519 key pair standing in for users_service's signing key.
+pub struct TestKeys {
+    pair: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+}
+
+impl TestKeys {
+    pub fn generate() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate key").as_ref().to_vec();
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("parse key");
+        Self { pair, pkcs8 }
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    /// The public key as the `PUBLIC KEY` PEM `JWT_PUBLIC_KEY_FILE` holds.
+    pub fn public_pem(&self) -> String {
+        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        der.extend_from_slice(&self.public_key());
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der))
+    }
+
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::from_public_keys(&[self.public_key()], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+    }
+
+    /// A signed access token for `user`, valid for `ttl_secs` from now (negative: expired).
+    pub fn token(&self, user: Uuid, ttl_secs: i64) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            sub: user,
+            name: format!("user-{}", &user.simple().to_string()[..8]),
+            role: Role::User,
+            iat: now.min(now + ttl_secs),
+            exp: now + ttl_secs,
+            iss: DEFAULT_ISSUER.to_owned(),
+            aud: DEFAULT_AUDIENCE.to_owned(),
+            jti: Uuid::new_v4(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key_id(&self.public_key()));
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.pkcs8)).expect("sign token")
+    }
+}
+
+/// A user with a valid token.
+#[derive(Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// A running images_service with its own database and blob directory.
+pub struct TestApp {
+    pub address: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub keys: TestKeys,
+    pub user: TestUser,
+    pub store_dir: PathBuf,
+    pub dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A fresh, empty database for one test and its URL.
+pub async fn database_url(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/images.db", dir.display()),
+        Backend::Postgres => postgres_database().await,
+    }
+}
+
+async fn postgres_database() -> String {
+    let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_POSTGRES_URL is not set, so the PostgreSQL variant cannot run. Run the tests with \
+             `cargo xtask test` (it starts a throwaway PostgreSQL), or export TEST_POSTGRES_URL with \
+             a superuser URL."
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let mut admin = AnyConnection::connect(&admin_url).await.expect("connect to TEST_POSTGRES_URL");
+    let name = format!("images_test_{}", Uuid::new_v4().simple());
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+    admin.close().await.expect("close admin connection");
+    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, UploadLimits { max_upload_bytes: TEST_MAX_UPLOAD, ..UploadLimits::default() }).await
+    }
+
+    pub async fn spawn_with(backend: Backend, limits: UploadLimits) -> Self {
+        common::telemetry::init(LogFormat::Pretty);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store_dir = dir.path().join("store").join("blobs");
+        let settings = Settings {
+            server: ServerSettings {
+                listen_addr: "127.0.0.1:0".parse().expect("addr"),
+                instance_name: "images-test".to_owned(),
+                log_format: LogFormat::Pretty,
+                max_in_flight: 64,
+                request_timeout: Duration::from_secs(30),
+                shutdown_grace: Duration::from_secs(1),
+            },
+            database_url: database_url(backend, dir.path()).await,
+            blob_store_url: format!("file://{}", store_dir.display()),
+            limits,
+        };
+        let keys = TestKeys::generate();
+        let application = Application::build(settings, Arc::new(keys.verifier())).await.expect("build the service");
+        let addr = application.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let address = format!("http://{addr}");
+        let client = reqwest::Client::new();
+        wait_until_ready(&client, &address).await;
+        let user = new_user(&keys);
+        Self { address, addr, client, keys, user, store_dir, dir, _stop: stop }
+    }
+
+    /// Another user with a valid token.
+    pub fn other_user(&self) -> TestUser {
+        new_user(&self.keys)
+    }
+
+    pub async fn upload_as(&self, user: &TestUser, file_name: &str, bytes: Vec<u8>) -> Response {
+        let part = multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = multipart::Form::new().part("file", part);
+        self.client
+            .post(format!("{}/upload", self.address))
+            .bearer_auth(&user.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    pub async fn upload(&self, file_name: &str, bytes: Vec<u8>) -> Response {
+        self.upload_as(&self.user, file_name, bytes).await
+    }
+
+    /// Uploads and expects 201; returns the body.
+    pub async fn upload_ok(&self, file_name: &str, bytes: Vec<u8>) -> Value {
+        let response = self.upload(file_name, bytes).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "upload of {file_name}");
+        response.json().await.expect("upload body")
+    }
+
+    pub async fn list(&self, user: &TestUser, query: &str) -> Response {
+        self.get_path(user, &format!("/images{query}")).await
+    }
+
+    pub async fn download(&self, user: &TestUser, id: &str) -> Response {
+        self.get_path(user, &format!("/images/{id}")).await
+    }
+
+    pub async fn meta(&self, user: &TestUser, id: &str) -> Response {
+        self.get_path(user, &format!("/images/{id}/meta")).await
+    }
+
+    pub async fn delete(&self, user: &TestUser, id: &str) -> Response {
+        self.client
+            .delete(format!("{}/images/{id}", self.address))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("delete request")
+    }
+
+    pub async fn get_path(&self, user: &TestUser, path: &str) -> Response {
+        self.client.get(format!("{}{path}", self.address)).bearer_auth(&user.token).send().await.expect("request")
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `images_upload_rejections_total{reason="empty"`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        metric_value(&self.client, &self.address, prefix).await
+    }
+
+    /// Every file under the blob directory, relative to it.
+    pub fn stored_files(&self) -> Vec<String> {
+        files_under(&self.store_dir)
+    }
+}
+
+fn new_user(keys: &TestKeys) -> TestUser {
+    let id = Uuid::new_v4();
+    TestUser { id, token: keys.token(id, 600) }
+}
+
+/// Polls `/readyz` until it answers 200 (at most 30 s).
+pub async fn wait_until_ready(client: &reqwest::Client, address: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(format!("{address}/readyz")).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{address} never became ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
+    let text = client.get(format!("{address}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every file under `dir`, relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap_or(&path).display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A picture whose pixels depend on `seed`, so different seeds give different bytes.
+pub fn picture(width: u32, height: u32, seed: u8) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x as u8).wrapping_mul(3) ^ seed, (y as u8).wrapping_add(seed), seed.wrapping_mul(7)])
+    })
+}
+
+/// `picture(width, height, seed)` encoded as `format`.
+pub fn encoded(format: ImageFormat, width: u32, height: u32, seed: u8) -> Vec<u8> {
+    let mut out = IoCursor::new(Vec::new());
+    let picture = picture(width, height, seed);
+    if format == ImageFormat::Gif {
+        RgbaImage::from_fn(width, height, |x, y| {
+            let p = picture.get_pixel(x, y).0;
+            image::Rgba([p[0], p[1], p[2], 255])
+        })
+        .write_to(&mut out, format)
+        .expect("encode gif");
+    } else {
+        picture.write_to(&mut out, format).expect("encode");
+    }
+    out.into_inner()
+}
+
+pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
+    encoded(ImageFormat::Png, width, height, seed)
+}
+
+pub fn jpeg(width: u32, height: u32, seed: u8) -> Vec<u8> {
+    encoded(ImageFormat::Jpeg, width, height, seed)
+}
+
+/// A PNG signature and IHDR chunk (valid CRC) claiming `width`×`height`, with one tiny IDAT and
+/// IEND: a decompression bomb's header without the bomb.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len()).expect("chunk length").to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.finalize().to_be_bytes());
+    }
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// What a raw streamed upload saw.
+pub struct StreamOutcome {
+    /// The response status, when one arrived before the connection closed.
+    pub status: Option<u16>,
+    /// Body bytes the client managed to hand to the connection.
+    pub sent: u64,
+}
+
+/// Sends a chunked multipart upload of `total` file bytes (a PNG signature, then zeros) over a raw
+/// connection, without `Content-Length`, writing until the server stops taking bytes.
+pub async fn stream_raw_upload(addr: SocketAddr, token: &str, total: u64) -> StreamOutcome {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let token = token.to_owned();
+    let sender = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let boundary = "XBOUNDARYX";
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: images.localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return sent;
+        }
+        let mut first = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n\
+             Content-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        first.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+        let zeros = vec![0u8; 64 * 1024];
+        let mut file_bytes = 8u64;
+        let mut next: Vec<u8> = first;
+        loop {
+            let frame = [format!("{:x}\r\n", next.len()).into_bytes(), next, b"\r\n".to_vec()].concat();
+            if writer.write_all(&frame).await.is_err() {
+                return sent;
+            }
+            sent += frame.len() as u64;
+            if file_bytes >= total {
+                let _ = writer.write_all(b"0\r\n\r\n").await;
+                return sent;
+            }
+            let n = (total - file_bytes).min(zeros.len() as u64) as usize;
+            file_bytes += n as u64;
+            next = zeros[..n].to_vec();
+        }
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    response.extend_from_slice(&buffer[..n]);
+                    if response.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer and no close within 60 s: the server kept reading");
+    drop(reader);
+    let sent = match tokio::time::timeout(Duration::from_secs(10), sender).await {
+        Ok(joined) => joined.expect("sender task"),
+        Err(_) => panic!("the server neither read nor closed the connection"),
+    };
+    let status = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1)?.parse().ok());
+    StreamOutcome { status, sent }
+}
