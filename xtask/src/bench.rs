@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `gateway` | `GET /me` through Traefik with forwardAuth | the same request straight to one replica; Traefik → nginx as the floor |
 //! | `users` | login p50/p99 and logins/s per core, `GET /me` at c=32 | the service's own argon2 time (`users_argon2_seconds`) |
-//! | `images` | MB/s of 5 MiB uploads at c=8, peak RSS | writing the same bytes to the same disk with fsync |
+//! | `images` | MB/s of 5 MiB uploads at c=8 via the gateway, peak RSS | the same uploads straight to images_service; writing the bytes to the same disk |
 //! | `inference` | images/s and latency at c=1, 2, 8; forward time; load time; RSS | ONNX Runtime on the same file, same threads |
 //! | `cold-start` | process start → `/readyz` 200 per service | — |
 //! | `failover` | share of a login storm answered by the backup, share failed | — |
@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// Use the release binaries already built instead of running `cargo build --release --bins`.
     #[arg(long)]
     pub no_build: bool,
+    /// Measure the debug binaries (target/debug) instead: a quick check that every part works,
+    /// never figures to publish (the report says so).
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// The password of the benchmark accounts (long enough for any policy).
@@ -321,18 +325,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .any(|p| matches!(p, Part::Inference | Part::ColdStart | Part::Profile));
     let oha = oha::ensure()?;
     crate::stack::ensure_tools()?;
+    let profile = if args.debug { "debug" } else { "release" };
     if !args.no_build {
-        step("building the release binaries: cargo build --release --bins");
-        tools::run(Command::new("cargo").current_dir(&root).args([
-            "build",
-            "--release",
-            "--bins",
-        ]))?;
+        step(format!("building the {profile} binaries"));
+        let mut build = Command::new("cargo");
+        build.current_dir(&root).args(["build", "--bins"]);
+        if !args.debug {
+            build.arg("--release");
+        }
+        tools::run(&mut build)?;
     }
     let bench = Bench {
         oha,
         runs: args.runs,
-        bin_dir: root.join("target/release"),
+        bin_dir: root.join("target").join(profile),
         model_dir: if needs_model {
             model_dir()?
         } else {
@@ -346,7 +352,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let mut report = Report::load(&out_dir);
     report.machine = machine;
-    let save = |report: &mut Report, part: Part, result: PartReport| -> Result<()> {
+    let save = |report: &mut Report, part: Part, mut result: PartReport| -> Result<()> {
+        result.build = profile.to_owned();
         report.parts.insert(part.name().to_owned(), result);
         report.updated_at = now();
         report.save(&out_dir)

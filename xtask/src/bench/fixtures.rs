@@ -28,7 +28,11 @@ pub fn write_noise_png(path: &Path, width: u32, height: u32, seed: u64) -> Resul
 
 /// Pseudo-random bytes (xorshift64*): reproducible, no dependency, good enough to defeat compression.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
+    // splitmix64 of the seed: neighbouring seeds give unrelated, never-zero states.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let mut state = (z ^ (z >> 31)) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state ^= state >> 12;
@@ -182,6 +186,12 @@ mod tests {
         let decoder = png::Decoder::new(std::io::Cursor::new(data));
         let reader = decoder.read_info().expect("decodes");
         assert_eq!((reader.info().width, reader.info().height), (side, side));
+    }
+
+    #[test]
+    fn neighbouring_seeds_give_different_images() {
+        assert_ne!(noise(64, 1000), noise(64, 1001));
+        assert_ne!(noise(64, 0), noise(64, 1));
     }
 
     #[test]

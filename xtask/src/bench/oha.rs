@@ -175,6 +175,9 @@ pub struct OhaSummary {
     pub requests_per_sec: f64,
 }
 
+/// Request bodies from this size on get MB/s figures (uploads, not JSON).
+pub const THROUGHPUT_MIN_BODY: u64 = 64 * 1024;
+
 /// What one load run measured. Latencies in milliseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunStats {
@@ -221,9 +224,11 @@ impl RunStats {
                 .unwrap_or(f64::NAN)
                 * 1000.0
         };
+        // Throughput in MB/s only means something for bodies that are the point of the request.
         let body_bytes = body
             .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len());
+            .map(|m| m.len())
+            .filter(|len| *len >= THROUGHPUT_MIN_BODY);
         let per_sec = |n: f64| if seconds > 0.0 { n / seconds } else { 0.0 };
         Self {
             answered,
@@ -365,6 +370,7 @@ mod tests {
     fn a_load_is_always_bounded_and_never_opens_the_tui() {
         let args = Load::get("http://127.0.0.1:1/", 8, Limit::Seconds(3))
             .header("Host", "users.localhost")
+            .header("Authorization", "Bearer t")
             .args();
         let joined = args.join(" ");
         assert!(
@@ -372,9 +378,10 @@ mod tests {
             "{joined}"
         );
         assert!(
-            joined.contains("-z 3s") && joined.contains("-H Host: users.localhost"),
+            joined.contains("-z 3s") && joined.contains("--host users.localhost"),
             "{joined}"
         );
+        assert!(joined.contains("-H Authorization: Bearer t"), "{joined}");
         let args = Load::get("http://127.0.0.1:1/", 1, Limit::Requests(10))
             .args()
             .join(" ");

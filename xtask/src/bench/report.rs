@@ -24,6 +24,9 @@ pub struct PartReport {
     pub order: u8,
     pub measured_at: String,
     pub commit: String,
+    /// `release`, or `debug` for a smoke run whose figures mean nothing.
+    #[serde(default)]
+    pub build: String,
     pub loads: Vec<LoadResult>,
     pub figures: Vec<Figure>,
     pub comparisons: Vec<Comparison>,
@@ -146,11 +149,19 @@ impl Report {
 impl PartReport {
     fn markdown_into(&self, out: &mut String) {
         let _ = writeln!(out, "## {}\n", self.title);
-        let _ = writeln!(
-            out,
-            "_Measured {} on commit {}._\n",
-            self.measured_at, self.commit
-        );
+        if self.build == "debug" {
+            let _ = writeln!(
+                out,
+                "**Debug build: a smoke run, not figures to compare.** _Measured {} on commit {}._\n",
+                self.measured_at, self.commit
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "_Measured {} on commit {}, {} build._\n",
+                self.measured_at, self.commit, self.build
+            );
+        }
         if !self.loads.is_empty() {
             let _ = writeln!(out, "| scenario | concurrency | runs | req/s | 2xx/s | p50 ms | p99 ms | MB/s sent | 2xx share |");
             let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -162,10 +173,17 @@ impl PartReport {
                 } else {
                     s.ok as f64 / all as f64 * 100.0
                 };
+                // A scenario not answered 2xx measured an error path: say so next to it.
+                let flag = if share < 99.0 {
+                    format!(" ⚠ {}", statuses(&s.statuses))
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {}% |",
+                    "| {}{} | {} | {} | {} | {} | {} | {} | {} | {}% |",
                     load.scenario,
+                    flag,
                     load.concurrency,
                     load.runs.len(),
                     num(s.requests_per_sec),
@@ -222,6 +240,16 @@ impl PartReport {
             out.push('\n');
         }
     }
+}
+
+/// `404: 12, 200: 3`, most frequent first.
+fn statuses(statuses: &BTreeMap<String, u64>) -> String {
+    let mut all: Vec<(&String, &u64)> = statuses.iter().collect();
+    all.sort_by(|a, b| b.1.cmp(a.1));
+    all.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A number with sensible precision for a table (3 significant figures, no exponent).
@@ -290,6 +318,26 @@ mod tests {
         assert!(md.contains("**Test CPU**, 2 cores"), "{md}");
         assert!(md.contains("| **0.50×** |"), "{md}");
         assert!(md.contains("| GET /me | 32 | 0 |"), "{md}");
+    }
+
+    #[test]
+    fn a_scenario_mostly_answered_with_errors_is_flagged_with_its_statuses() {
+        let mut part = PartReport {
+            title: "Gateway".into(),
+            ..PartReport::default()
+        };
+        let mut load = LoadResult {
+            scenario: "GET /me".into(),
+            concurrency: 32,
+            ..LoadResult::default()
+        };
+        load.median.answered = 10;
+        load.median.ok = 1;
+        load.median.statuses = BTreeMap::from([("404".into(), 9), ("200".into(), 1)]);
+        part.loads.push(load);
+        let mut md = String::new();
+        part.markdown_into(&mut md);
+        assert!(md.contains("| GET /me ⚠ 404: 9, 200: 1 | 32 |"), "{md}");
     }
 
     #[test]
