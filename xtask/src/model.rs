@@ -1,20 +1,311 @@
-//! Obtaining and converting the ONNX model.
+//! Obtaining and converting the ONNX model (`cargo xtask model`).
+//!
+//! The default model, ResMem, is licensed for non-commercial use only, so the project never ships
+//! its weights. This module downloads the pinned `resmem` wheel from PyPI with pip, checks its
+//! SHA-256, and runs the converter `inference_service/convert/convert_resmem.py` (numpy + onnx,
+//! no torch), which writes `model.onnx`, `manifest.json` and `LICENSE` into the model folder and
+//! checks the result with onnxruntime against the torch reference scores committed in
+//! `inference_service/tests/fixtures/resmem_golden.json`.
 
-use anyhow::Result;
+use std::{
+    fs,
+    io::Read,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::tools::{self, step};
+
+/// The ResMem release the converter understands.
+pub const RESMEM_VERSION: &str = "1.1.6";
+/// SHA-256 of `resmem-1.1.6-py3-none-any.whl` as published on PyPI.
+const WHEEL_SHA256: &str = "2ed9d656280761215cde8f94a58197cdca523ccacb36fbd949edbea7a62c5572";
+/// The converter's Python libraries, also used by the preprocessing reference in the tests.
+pub const PYTHON_REQUIREMENTS: &[&str] = &[
+    "numpy==2.4.6",
+    "onnx==1.23.2",
+    "onnxruntime==1.32.0",
+    "pillow==13.0.0",
+];
+/// The model folder, relative to the workspace root.
+pub const DEFAULT_DIR: &str = "data/models/resmem";
+
+const LICENCE_NOTICE: &str = "\
+ResMem (Needell & Bainbridge, 2021) is licensed by The University of Chicago under the ResMem
+Non-commercial License: use for non-commercial purposes only (research use by a company counts as
+non-commercial; a website earning advertising money does not). For commercial use, ask the Brain
+Bridge Lab at The University of Chicago. The weights are downloaded from the PyPI package resmem
+and converted on this machine; this project does not redistribute them or the converted model.";
 
 #[derive(clap::Args, Debug)]
-pub struct ModelArgs {}
-
-pub fn run(_args: ModelArgs) -> Result<()> {
-    anyhow::bail!("not implemented yet")
+pub struct ModelArgs {
+    /// Folder that receives model.onnx, manifest.json and LICENSE (relative to the workspace root).
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// Convert again even when a valid model is already there.
+    #[arg(long)]
+    pub force: bool,
 }
 
-/// Prepares the real model for the tests that need it.
+/// `cargo xtask model`.
+pub fn run(args: ModelArgs) -> Result<()> {
+    let dir = tools::root().join(&args.dir);
+    if args.force {
+        convert(&dir)
+    } else {
+        ensure_model(&dir)
+    }
+}
+
+/// Makes sure `dir` holds a converted model: nothing to do when its manifest names a model file
+/// whose SHA-256 matches; otherwise the model is converted.
+pub fn ensure_model(dir: &Path) -> Result<()> {
+    match check_model(dir) {
+        Ok(manifest) => {
+            step(format!(
+                "model {} {} present in {}",
+                manifest.name,
+                manifest.version,
+                dir.display()
+            ));
+            Ok(())
+        }
+        Err(reason) => {
+            step(format!(
+                "no usable model in {} ({reason:#}); converting ResMem {RESMEM_VERSION}",
+                dir.display()
+            ));
+            convert(dir)
+        }
+    }
+}
+
+/// Prepares the real model for the tests that need it (cached in the default folder between
+/// runs), and the Python libraries the preprocessing reference test uses.
 pub fn ensure_for_tests() -> Result<()> {
+    tools::ensure_pip(PYTHON_REQUIREMENTS)?;
+    ensure_model(&default_dir())
+}
+
+/// Environment the model tests need: the real model, the Python with pillow and numpy, and the
+/// committed tiny model.
+pub fn test_environment() -> Result<Vec<(String, String)>> {
+    let root = tools::root();
+    Ok(vec![
+        (
+            "FORGETTABLE_MODEL_DIR".into(),
+            default_dir().display().to_string(),
+        ),
+        (
+            "FORGETTABLE_PYTHON".into(),
+            tools::venv_bin("python")?.display().to_string(),
+        ),
+        (
+            "FORGETTABLE_TINY_MODEL_DIR".into(),
+            root.join("inference_service/tests/fixtures/tiny")
+                .display()
+                .to_string(),
+        ),
+    ])
+}
+
+fn default_dir() -> PathBuf {
+    tools::root().join(DEFAULT_DIR)
+}
+
+/// The fields of `manifest.json` this module needs (the full format is the inference service's).
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    name: String,
+    version: String,
+    file: String,
+    sha256: String,
+    licence: String,
+}
+
+/// Reads the manifest in `dir` and checks that the model file it names has the recorded hash.
+fn check_model(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a manifest", path.display()))?;
+    if manifest.file.contains(['/', '\\']) {
+        bail!(
+            "the manifest's file {:?} must be a plain file name",
+            manifest.file
+        );
+    }
+    let model = dir.join(&manifest.file);
+    let actual = sha256_file(&model)?;
+    if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+        bail!(
+            "{} has SHA-256 {actual}, the manifest says {}",
+            model.display(),
+            manifest.sha256
+        );
+    }
+    Ok(manifest)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Downloads the wheel, checks it and runs the converter into `dir`.
+fn convert(dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    step("the ResMem licence");
+    eprintln!("{LICENCE_NOTICE}");
+    eprintln!(
+        "The converted model is stored in {} (with the full licence text in LICENSE).",
+        dir.display()
+    );
+
+    tools::ensure_pip(PYTHON_REQUIREMENTS)?;
+    let python = tools::venv_bin("python")?;
+    let download = tempfile::tempdir().context("cannot create a temporary folder")?;
+    step(format!(
+        "downloading resmem=={RESMEM_VERSION} from PyPI (about 490 MB)"
+    ));
+    tools::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+            ])
+            .arg(format!("resmem=={RESMEM_VERSION}"))
+            .arg("--dest")
+            .arg(download.path()),
+    )?;
+    let wheel = download
+        .path()
+        .join(format!("resmem-{RESMEM_VERSION}-py3-none-any.whl"));
+    step("checking the wheel's SHA-256");
+    let digest = sha256_file(&wheel)?;
+    if digest != WHEEL_SHA256 {
+        bail!(
+            "{} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to convert it",
+            wheel.display()
+        );
+    }
+
+    step(format!("converting to ONNX into {}", dir.display()));
+    let convert_dir = tools::root().join("inference_service/convert");
+    tools::run(
+        Command::new(&python)
+            .arg(convert_dir.join("convert_resmem.py"))
+            .arg("--wheel")
+            .arg(&wheel)
+            .arg("--out")
+            .arg(dir)
+            .current_dir(&convert_dir),
+    )?;
+    drop(download);
+
+    let manifest =
+        check_model(dir).context("the converter finished but its output does not check out")?;
+    let size = fs::metadata(dir.join(&manifest.file))?.len();
+    step(format!(
+        "model ready: {} ({:.1} MB, sha256 {}) in {:.0} s",
+        dir.join(&manifest.file).display(),
+        size as f64 / 1e6,
+        manifest.sha256,
+        started.elapsed().as_secs_f64()
+    ));
+    eprintln!("Licence: {}", manifest.licence);
     Ok(())
 }
 
-/// Environment the model tests need.
-pub fn test_environment() -> Result<Vec<(String, String)>> {
-    Ok(Vec::new())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_dir() -> PathBuf {
+        tools::root().join("inference_service/tests/fixtures/tiny")
+    }
+
+    fn copy_of_tiny() -> Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        for name in ["model.onnx", "manifest.json"] {
+            fs::copy(tiny_dir().join(name), dir.path().join(name))?;
+        }
+        Ok(dir)
+    }
+
+    #[test]
+    fn the_committed_tiny_model_matches_the_hash_in_its_manifest() -> Result<()> {
+        let manifest = check_model(&tiny_dir())?;
+        assert_eq!(manifest.name, "tiny");
+        Ok(())
+    }
+
+    #[test]
+    fn a_model_whose_bytes_changed_is_not_accepted() -> Result<()> {
+        let dir = copy_of_tiny()?;
+        let model = dir.path().join("model.onnx");
+        let mut bytes = fs::read(&model)?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&model, bytes)?;
+        let error = check_model(dir.path()).expect_err("a corrupted model must be refused");
+        assert!(
+            format!("{error:#}").contains("the manifest says"),
+            "{error:#}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_without_a_manifest_has_no_model() -> Result<()> {
+        let dir = copy_of_tiny()?;
+        fs::remove_file(dir.path().join("manifest.json"))?;
+        assert!(check_model(dir.path()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_manifest_may_not_point_outside_its_folder() -> Result<()> {
+        let dir = copy_of_tiny()?;
+        let path = dir.path().join("manifest.json");
+        let mut manifest: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
+        manifest["file"] = "../tiny/model.onnx".into();
+        fs::write(&path, manifest.to_string())?;
+        assert!(check_model(dir.path()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_sha256_of_a_file_is_its_hex_digest() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("abc");
+        fs::write(&path, b"abc")?;
+        assert_eq!(
+            sha256_file(&path)?,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        Ok(())
+    }
 }
