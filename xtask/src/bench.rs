@@ -21,7 +21,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::{
     stack::{native_processes, Ports, Stack, StackOptions, USERS_NAMES},
@@ -281,18 +281,10 @@ fn new_part(part: Part, title: &str) -> PartReport {
     }
 }
 
-/// Where `cargo xtask model` puts the converted ResMem model.
-const MODEL_DIR: &str = "data/models/resmem";
-
-/// The converted ResMem model; `cargo xtask model` makes it.
+/// The converted ResMem model, made by `cargo xtask model` when missing.
 fn model_dir() -> Result<PathBuf> {
-    let dir = tools::root().join(MODEL_DIR);
-    if !dir.join("manifest.json").exists() || !dir.join("model.onnx").exists() {
-        bail!(
-            "no model in {}: run `cargo xtask model` first",
-            dir.display()
-        );
-    }
+    let dir = tools::root().join(crate::model::DEFAULT_DIR);
+    crate::model::ensure_model(&dir)?;
     Ok(dir)
 }
 
@@ -342,7 +334,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         model_dir: if needs_model {
             model_dir()?
         } else {
-            tools::root().join(MODEL_DIR)
+            tools::root().join(crate::model::DEFAULT_DIR)
         },
         scratch: tempfile::Builder::new()
             .prefix("forgettable-bench-files-")

@@ -17,8 +17,6 @@ use super::{
 };
 use crate::tools;
 
-/// ONNX Runtime pinned for the comparison (and numpy for its input).
-const ORT_PIP: &[&str] = &["onnxruntime==1.32.0", "numpy==2.4.6"];
 /// The photo sent (public domain, from the inference tests' fixtures): a real JPEG, larger than
 /// the model input, so decoding and resizing are part of every request.
 const PHOTO: &str = "inference_service/tests/fixtures/photos/rocket.jpg";
@@ -347,7 +345,8 @@ print(json.dumps({"version": ort.__version__, "load_seconds": load_seconds, "for
 "#;
 
 fn onnx_runtime(bench: &Bench) -> Result<OrtResult> {
-    tools::ensure_pip(ORT_PIP)?;
+    // The same pinned onnxruntime the model converter checks its output with.
+    tools::ensure_pip(crate::model::PYTHON_REQUIREMENTS)?;
     let script = bench.scratch("ort_forward.py");
     std::fs::write(&script, ORT_SCRIPT)?;
     super::step(format!(
