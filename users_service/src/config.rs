@@ -122,7 +122,8 @@ impl Settings {
             (Some(username), Some(email), Some(password)) => {
                 Some(BootstrapAdmin { username, email, password: SecretString::from(password) })
             }
-            (None, None, None) => None,
+            // ADMIN_PASSWORD alone is the password of `create-admin`, not a bootstrap request.
+            (None, None, _) => None,
             _ => {
                 return Err(ConfigError::new(
                     "ADMIN_USERNAME",
