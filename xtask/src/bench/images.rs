@@ -155,7 +155,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "bytes in flight (8 × 5 MiB)",
         mib(body_bytes * u64::from(CONCURRENCY)),
         "MiB",
-        "below 1 means uploads are streamed, not held whole in memory",
+        "memory per byte in flight: under 1 means bodies are streamed, not held whole",
     );
     part.compare(
         "upload MB/s, distinct images",
