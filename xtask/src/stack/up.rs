@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, process::Command, sync::mpsc, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::{ensure_tools, Ports, Stack, StackOptions, USERS_NAMES};
 use crate::tools::{self, step};
@@ -20,22 +20,54 @@ pub struct UpArgs {
 
 fn url_table(ports: &Ports) -> String {
     let mut rows = vec![
-        ("users (gateway)".to_owned(), format!("http://users.localhost:{}", ports.web)),
-        ("images (gateway)".to_owned(), format!("http://images.localhost:{}", ports.web)),
-        ("inference (gateway)".to_owned(), format!("http://inference.localhost:{}", ports.web)),
-        ("error pages (gateway)".to_owned(), format!("http://error.localhost:{}", ports.web)),
-        ("Traefik dashboard".to_owned(), format!("http://127.0.0.1:{}/dashboard/", ports.traefik_api)),
-        ("Traefik metrics".to_owned(), format!("http://127.0.0.1:{}/metrics", ports.traefik_metrics)),
-        ("Prometheus".to_owned(), format!("http://127.0.0.1:{}", ports.prometheus)),
+        (
+            "users (gateway)".to_owned(),
+            format!("http://users.localhost:{}", ports.web),
+        ),
+        (
+            "images (gateway)".to_owned(),
+            format!("http://images.localhost:{}", ports.web),
+        ),
+        (
+            "inference (gateway)".to_owned(),
+            format!("http://inference.localhost:{}", ports.web),
+        ),
+        (
+            "error pages (gateway)".to_owned(),
+            format!("http://error.localhost:{}", ports.web),
+        ),
+        (
+            "Traefik dashboard".to_owned(),
+            format!("http://127.0.0.1:{}/dashboard/", ports.traefik_api),
+        ),
+        (
+            "Traefik metrics".to_owned(),
+            format!("http://127.0.0.1:{}/metrics", ports.traefik_metrics),
+        ),
+        (
+            "Prometheus".to_owned(),
+            format!("http://127.0.0.1:{}", ports.prometheus),
+        ),
     ];
     for (name, port) in USERS_NAMES.iter().zip(ports.users) {
         rows.push(((*name).to_owned(), format!("http://127.0.0.1:{port}")));
     }
-    rows.push(("images (direct)".to_owned(), format!("http://127.0.0.1:{}", ports.images)));
-    rows.push(("inference (direct)".to_owned(), format!("http://127.0.0.1:{}", ports.inference)));
-    rows.push(("nginx error pages".to_owned(), format!("http://127.0.0.1:{}", ports.errors)));
+    rows.push((
+        "images (direct)".to_owned(),
+        format!("http://127.0.0.1:{}", ports.images),
+    ));
+    rows.push((
+        "inference (direct)".to_owned(),
+        format!("http://127.0.0.1:{}", ports.inference),
+    ));
+    rows.push((
+        "nginx error pages".to_owned(),
+        format!("http://127.0.0.1:{}", ports.errors),
+    ));
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    rows.iter().map(|(name, url)| format!("  {name:<width$}  {url}\n")).collect()
+    rows.iter()
+        .map(|(name, url)| format!("  {name:<width$}  {url}\n"))
+        .collect()
 }
 
 pub fn up(args: UpArgs) -> Result<()> {
@@ -56,9 +88,9 @@ pub fn up(args: UpArgs) -> Result<()> {
 
     let data_dir = root.join("data");
     let model_dir = data_dir.join("models/resmem");
-    if !model_dir.join("manifest.json").exists() {
-        bail!("no model in {}: run `cargo xtask model` first (it converts ResMem to ONNX)", model_dir.display());
-    }
+    step("checking the model");
+    crate::model::ensure_model(&model_dir)
+        .context("preparing the model (`cargo xtask model` does this step on its own)")?;
 
     let opts = StackOptions {
         data_dir,
@@ -76,7 +108,10 @@ pub fn up(args: UpArgs) -> Result<()> {
 
     step("starting the suite");
     let mut stack = Stack::launch(opts, None, true)?;
-    println!("\nForgettable Images is running (Ctrl-C stops everything):\n\n{}", url_table(stack.ports()));
+    println!(
+        "\nForgettable Images is running (Ctrl-C stops everything):\n\n{}",
+        url_table(stack.ports())
+    );
     println!("Logs: {}\n", stack.data_dir().join("logs").display());
 
     let outcome = loop {
@@ -86,7 +121,9 @@ pub fn up(args: UpArgs) -> Result<()> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if let Some((name, status)) = stack.exited() {
-            break Err(anyhow::anyhow!("{name} exited unexpectedly with {status}; stopping the suite"));
+            break Err(anyhow::anyhow!(
+                "{name} exited unexpectedly with {status}; stopping the suite"
+            ));
         }
     };
     step("stopping every process");

@@ -19,8 +19,13 @@ pub const ADMIN_USERNAME: &str = "gateway-admin";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 /// Small enough that a bounded login storm saturates the three replicas.
 pub const MAX_IN_FLIGHT: &str = "2";
-pub const PUBLIC_HOSTS: [&str; 5] =
-    ["users.localhost", "images.localhost", "inference.localhost", "error.localhost", "unknown.localhost"];
+pub const PUBLIC_HOSTS: [&str; 5] = [
+    "users.localhost",
+    "images.localhost",
+    "inference.localhost",
+    "error.localhost",
+    "unknown.localhost",
+];
 
 /// The shared stack and the temporary directory it lives in.
 pub struct Shared {
@@ -54,7 +59,10 @@ pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
     for name in USERS_NAMES {
         let mut env = BTreeMap::from([
             ("ADMIN_USERNAME".to_owned(), ADMIN_USERNAME.to_owned()),
-            ("ADMIN_EMAIL".to_owned(), "gateway-admin@example.com".to_owned()),
+            (
+                "ADMIN_EMAIL".to_owned(),
+                "gateway-admin@example.com".to_owned(),
+            ),
             ("ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned()),
             // The storm logs in the same user from one address many times.
             ("LOGIN_RATE_PER_MINUTE_IP".to_owned(), "100000".to_owned()),
@@ -78,10 +86,14 @@ pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
 /// Runs `test` against the shared stack, starting it on first use.
 pub fn with_stack(test: impl FnOnce(&mut Stack) -> Result<()>) -> Result<()> {
     let cell = SHARED.get_or_init(|| Mutex::new(None));
-    let mut guard = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if guard.is_none() {
         let started = (|| {
-            let dir = tempfile::Builder::new().prefix("forgettable-e2e-").tempdir()?;
+            let dir = tempfile::Builder::new()
+                .prefix("forgettable-e2e-")
+                .tempdir()?;
             let stack = Stack::start(options(dir.path())?)?;
             Ok::<_, anyhow::Error>(Shared { stack, _dir: dir })
         })();
@@ -97,14 +109,18 @@ pub fn with_stack(test: impl FnOnce(&mut Stack) -> Result<()>) -> Result<()> {
 /// Stops the shared stack (statics are never dropped, so the harness calls this at the end).
 pub fn shutdown() {
     if let Some(cell) = SHARED.get() {
-        let mut guard = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.take();
     }
 }
 
 /// A client that reaches every public host on the gateway's port, optionally from `local`.
 pub fn client(ports: &Ports, local: Option<IpAddr>) -> Result<Client> {
-    let mut builder = Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none());
+    let mut builder = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none());
     for host in PUBLIC_HOSTS {
         builder = builder.resolve(host, SocketAddr::from(([127, 0, 0, 1], ports.web)));
     }
@@ -120,17 +136,30 @@ pub fn url(ports: &Ports, host: &str, path: &str) -> String {
 }
 
 pub fn served_by(response: &Response) -> String {
-    response.headers().get("x-served-by").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    response
+        .headers()
+        .get("x-served-by")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A fresh, unique user name.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{prefix}{}", nanos % 10_000_000_000)
 }
 
 /// Registers a user through the gateway and returns its name.
-pub fn register(client: &Client, ports: &Ports, username: &str, password: &str) -> Result<Response> {
+pub fn register(
+    client: &Client,
+    ports: &Ports,
+    username: &str,
+    password: &str,
+) -> Result<Response> {
     Ok(client
         .post(url(ports, "users.localhost", "/register"))
         .json(&json!({ "username": username, "email": format!("{username}@example.com"), "password": password }))
@@ -139,14 +168,19 @@ pub fn register(client: &Client, ports: &Ports, username: &str, password: &str) 
 
 /// Logs in through the gateway and returns the access token.
 pub fn login(client: &Client, ports: &Ports, username: &str, password: &str) -> Result<String> {
-    let response =
-        client.post(url(ports, "users.localhost", "/login")).json(&json!({ "username": username, "password": password })).send()?;
+    let response = client
+        .post(url(ports, "users.localhost", "/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()?;
     let status = response.status();
     let body: Value = response.json().context("login answer is not JSON")?;
     if status != 200 {
         bail!("login of {username} answered {status}: {body}");
     }
-    body["token"].as_str().map(str::to_owned).context("login answer has no token")
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("login answer has no token")
 }
 
 /// A new user with a token.
@@ -155,7 +189,11 @@ pub fn new_user(client: &Client, ports: &Ports, prefix: &str) -> Result<(String,
     let password = "correct horse battery";
     let response = register(client, ports, &username, password)?;
     if response.status() != 201 {
-        bail!("register answered {}: {}", response.status(), response.text().unwrap_or_default());
+        bail!(
+            "register answered {}: {}",
+            response.status(),
+            response.text().unwrap_or_default()
+        );
     }
     let token = login(client, ports, &username, password)?;
     Ok((username, token))
@@ -168,18 +206,32 @@ pub fn requests_seen(ports: &Ports, instances: &[&str], route: &str) -> Result<f
     let needle = format!("route=\"{route}\"");
     let mut total = 0.0;
     for name in instances {
-        let port = ports.users_port(name).with_context(|| format!("no users instance {name}"))?;
-        let text = direct.get(format!("http://127.0.0.1:{port}/metrics")).send()?.text()?;
-        for line in text.lines().filter(|l| l.starts_with("http_requests_total{") && l.contains(&needle)) {
+        let port = ports
+            .users_port(name)
+            .with_context(|| format!("no users instance {name}"))?;
+        let text = direct
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()?
+            .text()?;
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{") && l.contains(&needle))
+        {
             let value = line.rsplit(' ').next().unwrap_or("0");
-            total += value.parse::<f64>().with_context(|| format!("cannot read sample {line}"))?;
+            total += value
+                .parse::<f64>()
+                .with_context(|| format!("cannot read sample {line}"))?;
         }
     }
     Ok(total)
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn eventually(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last_error = None;
     loop {
@@ -189,7 +241,10 @@ pub fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
             Err(e) => last_error = Some(format!("{e:#}")),
         }
         if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?} (last error: {})", last_error.unwrap_or_else(|| "none".into()));
+            bail!(
+                "{what}: not within {timeout:?} (last error: {})",
+                last_error.unwrap_or_else(|| "none".into())
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -197,7 +252,9 @@ pub fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
 
 /// A PNG photo-like gradient for uploads.
 pub fn sample_png() -> Result<Vec<u8>> {
-    let image = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8]));
+    let image = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8])
+    });
     let mut bytes = std::io::Cursor::new(Vec::new());
     image.write_to(&mut bytes, image::ImageFormat::Png)?;
     Ok(bytes.into_inner())
@@ -215,11 +272,16 @@ impl EchoBackend {
     pub fn start() -> Result<Self> {
         use axum::{http::HeaderMap, response::IntoResponse, routing::get, Router};
         async fn verify(headers: HeaderMap) -> impl IntoResponse {
-            let good = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good-token");
+            let good = headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some("Bearer good-token");
             if good {
                 (
                     axum::http::StatusCode::OK,
-                    [("x-user-id", "id-from-auth"), ("x-user-name", "name-from-auth"), ("x-user-role", "user")],
+                    [
+                        ("x-user-id", "id-from-auth"),
+                        ("x-user-name", "name-from-auth"),
+                        ("x-user-role", "user"),
+                    ],
                 )
                     .into_response()
             } else {
@@ -227,9 +289,17 @@ impl EchoBackend {
             }
         }
         async fn echo(headers: HeaderMap) -> axum::Json<Value> {
-            let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let aliases: Vec<String> =
-                headers.keys().map(|k| k.as_str().to_owned()).filter(|k| k.starts_with("x_user") || k.starts_with("x.user")).collect();
+            let get = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let aliases: Vec<String> = headers
+                .keys()
+                .map(|k| k.as_str().to_owned())
+                .filter(|k| k.starts_with("x_user") || k.starts_with("x.user"))
+                .collect();
             axum::Json(json!({
                 "x-user-id": get("x-user-id"),
                 "x-user-name": get("x-user-name"),
@@ -237,13 +307,21 @@ impl EchoBackend {
                 "aliases": aliases,
             }))
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let port = listener.local_addr()?.port();
-        let app = Router::new().route("/auth/verify", get(verify)).fallback(echo);
+        let app = Router::new()
+            .route("/auth/verify", get(verify))
+            .fallback(echo);
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { port, _runtime: runtime })
+        Ok(Self {
+            port,
+            _runtime: runtime,
+        })
     }
 }
