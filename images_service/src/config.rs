@@ -20,7 +20,11 @@ pub struct UploadLimits {
 
 impl Default for UploadLimits {
     fn default() -> Self {
-        Self { max_upload_bytes: 20 * 1024 * 1024, max_image_dimension: 16_384, max_decode_bytes: 256 * 1024 * 1024 }
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_image_dimension: 16_384,
+            max_decode_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -60,16 +64,27 @@ impl Settings {
             return Err(ConfigError::new("MAX_UPLOAD_BYTES", "must be at least 1"));
         }
         if self.limits.max_image_dimension == 0 {
-            return Err(ConfigError::new("MAX_IMAGE_DIMENSION", "must be at least 1"));
+            return Err(ConfigError::new(
+                "MAX_IMAGE_DIMENSION",
+                "must be at least 1",
+            ));
         }
         if self.limits.max_decode_bytes == 0 {
             return Err(ConfigError::new("MAX_DECODE_BYTES", "must be at least 1"));
         }
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
-            return Err(ConfigError::new("DATABASE_URL", "expected `sqlite://…` or `postgres://…`"));
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "expected `sqlite://…` or `postgres://…`",
+            ));
         }
-        if !(self.blob_store_url.starts_with("file://") || self.blob_store_url.starts_with("s3://")) {
-            return Err(ConfigError::new("BLOB_STORE_URL", "expected `file://DIR` or `s3://BUCKET`"));
+        if !(self.blob_store_url.starts_with("file://") || self.blob_store_url.starts_with("s3://"))
+        {
+            return Err(ConfigError::new(
+                "BLOB_STORE_URL",
+                "expected `file://DIR` or `s3://BUCKET`",
+            ));
         }
         Ok(())
     }
@@ -77,8 +92,12 @@ impl Settings {
 
 /// The URL with its password replaced, safe for logs.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
@@ -102,8 +121,14 @@ mod tests {
 
     #[test]
     fn a_database_password_never_reaches_debug_output() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/images"), "postgres://app:***@db:5432/images");
-        assert_eq!(redact_url("sqlite://data/images.db"), "sqlite://data/images.db");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/images"),
+            "postgres://app:***@db:5432/images"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/images.db"),
+            "sqlite://data/images.db"
+        );
     }
 
     #[test]

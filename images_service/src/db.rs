@@ -19,7 +19,11 @@ pub const OWNER_DIGEST_CONSTRAINT: &str = "images_owner_sha256_key";
 pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     install_default_drivers();
     let sqlite = url.starts_with("sqlite:");
-    let url = if sqlite { prepare_sqlite(url)? } else { url.to_owned() };
+    let url = if sqlite {
+        prepare_sqlite(url)?
+    } else {
+        url.to_owned()
+    };
     let mut options = AnyPoolOptions::new()
         .max_connections(if sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(5));
@@ -33,8 +37,14 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
             })
         });
     }
-    let pool = options.connect(&url).await.context("cannot open the database (DATABASE_URL)")?;
-    sqlx::migrate!("./migrations").run(&pool).await.context("cannot run the database migrations")?;
+    let pool = options
+        .connect(&url)
+        .await
+        .context("cannot open the database (DATABASE_URL)")?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("cannot run the database migrations")?;
     Ok(pool)
 }
 
@@ -45,8 +55,12 @@ fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
     if path.is_empty() || path.starts_with(":memory:") {
         return Ok(url.to_owned());
     }
-    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()
@@ -75,46 +89,64 @@ const COLUMNS: &str = "id, owner_id, sha256, content_type, width, height, bytes,
 
 /// Whether the database answers (for `/readyz`).
 pub async fn check(pool: &AnyPool) -> Result<(), String> {
-    pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| format!("database unusable: {e}"))
+    pool.execute("SELECT 1")
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("database unusable: {e}"))
 }
 
 #[tracing::instrument(skip_all, fields(image_id = %row.id))]
 pub async fn insert(pool: &AnyPool, row: &ImageRow) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-        .bind(&row.id)
-        .bind(&row.owner_id)
-        .bind(&row.sha256)
-        .bind(&row.content_type)
-        .bind(row.width)
-        .bind(row.height)
-        .bind(row.bytes)
-        .bind(row.created_at)
-        .execute(pool)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(&row.id)
+    .bind(&row.owner_id)
+    .bind(&row.sha256)
+    .bind(&row.content_type)
+    .bind(row.width)
+    .bind(row.height)
+    .bind(row.bytes)
+    .bind(row.created_at)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 #[tracing::instrument(skip_all, fields(%owner))]
-pub async fn find_by_digest(pool: &AnyPool, owner: Uuid, sha256: &str) -> Result<Option<ImageRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM images WHERE owner_id = $1 AND sha256 = $2"))
-        .bind(owner.to_string())
-        .bind(sha256)
-        .fetch_optional(pool)
-        .await
+pub async fn find_by_digest(
+    pool: &AnyPool,
+    owner: Uuid,
+    sha256: &str,
+) -> Result<Option<ImageRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM images WHERE owner_id = $1 AND sha256 = $2"
+    ))
+    .bind(owner.to_string())
+    .bind(sha256)
+    .fetch_optional(pool)
+    .await
 }
 
 #[tracing::instrument(skip_all, fields(%owner, %id))]
 pub async fn find(pool: &AnyPool, owner: Uuid, id: Uuid) -> Result<Option<ImageRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM images WHERE id = $1 AND owner_id = $2"))
-        .bind(id.to_string())
-        .bind(owner.to_string())
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM images WHERE id = $1 AND owner_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(owner.to_string())
+    .fetch_optional(pool)
+    .await
 }
 
 /// The owner's images, newest first, after `after` when given; at most `limit`.
 #[tracing::instrument(skip_all, fields(%owner, limit))]
-pub async fn list(pool: &AnyPool, owner: Uuid, after: Option<Cursor>, limit: i64) -> Result<Vec<ImageRow>, sqlx::Error> {
+pub async fn list(
+    pool: &AnyPool,
+    owner: Uuid,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<ImageRow>, sqlx::Error> {
     match after {
         None => {
             sqlx::query_as(&format!(
@@ -156,8 +188,10 @@ pub async fn delete(pool: &AnyPool, owner: Uuid, id: Uuid) -> Result<bool, sqlx:
 /// Whether any user has an image with this id.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn exists(pool: &AnyPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM images WHERE id = $1").bind(id.to_string()).fetch_optional(pool).await?;
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM images WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
     Ok(row.is_some())
 }
 
@@ -179,8 +213,14 @@ mod tests {
     fn a_sqlite_url_asks_for_the_file_to_be_created() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/nested/images.db", dir.path().display());
-        assert_eq!(prepare_sqlite(&url).expect("prepared"), format!("{url}?mode=rwc"));
+        assert_eq!(
+            prepare_sqlite(&url).expect("prepared"),
+            format!("{url}?mode=rwc")
+        );
         assert!(dir.path().join("nested").is_dir());
-        assert_eq!(prepare_sqlite("sqlite::memory:").expect("memory"), "sqlite::memory:");
+        assert_eq!(
+            prepare_sqlite("sqlite::memory:").expect("memory"),
+            "sqlite::memory:"
+        );
     }
 }

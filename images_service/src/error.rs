@@ -10,13 +10,17 @@ pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
 /// Everything a request to images_service can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
-    #[error("The request has no `file` field: send the image as multipart/form-data field `file`.")]
+    #[error(
+        "The request has no `file` field: send the image as multipart/form-data field `file`."
+    )]
     MissingFile,
     #[error("The `file` field is empty: send the image's bytes.")]
     EmptyFile,
     #[error("The file is larger than the limit of {limit} bytes.")]
     TooLarge { limit: u64 },
-    #[error("The file is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name).")]
+    #[error(
+        "The file is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
+    )]
     UnsupportedType,
     #[error("The `file` field is not a valid {kind} image: {reason}")]
     Corrupt { kind: &'static str, reason: String },
@@ -66,10 +70,16 @@ impl From<ImagesError> for Problem {
             ImagesError::MissingFile | ImagesError::EmptyFile | ImagesError::Validation(_) => {
                 Problem::validation(detail)
             }
-            ImagesError::Corrupt { .. } => Problem::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "corrupt-image", detail),
-            ImagesError::TooManyPixels(_) => {
-                Problem::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "too-many-pixels", detail)
-            }
+            ImagesError::Corrupt { .. } => Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "corrupt-image",
+                detail,
+            ),
+            ImagesError::TooManyPixels(_) => Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "too-many-pixels",
+                detail,
+            ),
             ImagesError::TooLarge { .. } => Problem::too_large(detail),
             ImagesError::UnsupportedType => Problem::unsupported_media(detail),
             ImagesError::BadMultipart(_) => Problem::bad_request(detail),
@@ -99,9 +109,18 @@ mod tests {
         let cases = [
             (ImagesError::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
             (ImagesError::EmptyFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (ImagesError::TooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE),
-            (ImagesError::UnsupportedType, StatusCode::UNSUPPORTED_MEDIA_TYPE),
-            (ImagesError::TooManyPixels("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                ImagesError::TooLarge { limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                ImagesError::UnsupportedType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                ImagesError::TooManyPixels("x".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
             (ImagesError::NotFound, StatusCode::NOT_FOUND),
         ];
         for (error, status) in cases {
@@ -111,7 +130,9 @@ mod tests {
 
     #[test]
     fn an_unexpected_error_hides_its_cause() {
-        let problem = Problem::from(ImagesError::Unexpected(anyhow::anyhow!("disk /srv/secret full")));
+        let problem = Problem::from(ImagesError::Unexpected(anyhow::anyhow!(
+            "disk /srv/secret full"
+        )));
         assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!problem.detail.contains("secret"));
     }

@@ -3,18 +3,17 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use common::{
-    auth::TokenVerifier,
-    config::ServerSettings,
-    server::shutdown_signal,
-};
+use common::{auth::TokenVerifier, config::ServerSettings, server::shutdown_signal};
 use images_service::{
     config::{Settings, DEFAULT_INSTANCE_NAME, DEFAULT_LISTEN_ADDR},
     startup::Application,
 };
 
 #[derive(Parser)]
-#[command(version, about = "Forgettable Images: image upload, listing, download and deletion")]
+#[command(
+    version,
+    about = "Forgettable Images: image upload, listing, download and deletion"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -39,13 +38,15 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Healthcheck => match ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME) {
-            Ok(settings) => common::healthcheck::run(settings.listen_addr).await,
-            Err(e) => {
-                eprintln!("healthcheck: {e}");
-                ExitCode::FAILURE
+        Command::Healthcheck => {
+            match ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME) {
+                Ok(settings) => common::healthcheck::run(settings.listen_addr).await,
+                Err(e) => {
+                    eprintln!("healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 

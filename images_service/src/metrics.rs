@@ -5,8 +5,14 @@ use common::metrics::Metrics;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 
 /// Every reason an upload can be refused, as the `reason` label.
-pub const REJECTION_REASONS: [&str; 6] =
-    ["missing_file", "empty", "too_large", "unsupported_type", "corrupt", "too_many_pixels"];
+pub const REJECTION_REASONS: [&str; 6] = [
+    "missing_file",
+    "empty",
+    "too_large",
+    "unsupported_type",
+    "corrupt",
+    "too_many_pixels",
+];
 
 /// Upload and storage counters.
 #[derive(Clone)]
@@ -22,16 +28,24 @@ impl ImageMetrics {
     /// Creates the counters and registers them with `metrics`.
     pub fn register(metrics: &Metrics) -> anyhow::Result<Self> {
         let rejections = metrics.register(IntCounterVec::new(
-            Opts::new("images_upload_rejections_total", "Uploads refused, by reason."),
+            Opts::new(
+                "images_upload_rejections_total",
+                "Uploads refused, by reason.",
+            ),
             &["reason"],
         )?)?;
         for reason in REJECTION_REASONS {
             rejections.with_label_values(&[reason]);
         }
         Ok(Self {
-            uploads: metrics.register(IntCounter::new("images_uploads_total", "Images stored (new, not deduplicated).")?)?,
-            upload_bytes: metrics
-                .register(IntCounter::new("images_upload_bytes_total", "Bytes of images stored (new, not deduplicated).")?)?,
+            uploads: metrics.register(IntCounter::new(
+                "images_uploads_total",
+                "Images stored (new, not deduplicated).",
+            )?)?,
+            upload_bytes: metrics.register(IntCounter::new(
+                "images_upload_bytes_total",
+                "Bytes of images stored (new, not deduplicated).",
+            )?)?,
             rejections,
             deduplicated: metrics.register(IntCounter::new(
                 "images_deduplicated_total",

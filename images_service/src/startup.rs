@@ -54,8 +54,14 @@ impl Application {
         let pool = db::connect(&settings.database_url).await?;
         tracing::info!(database = %redact_url(&settings.database_url), "database ready");
         let store = BlobStore::open(&settings.blob_store_url).context("BLOB_STORE_URL")?;
-        store.check().await.map_err(anyhow::Error::msg).context("BLOB_STORE_URL")?;
-        let swept = sweep_orphans(&pool, &store).await.context("start-up sweep")?;
+        store
+            .check()
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("BLOB_STORE_URL")?;
+        let swept = sweep_orphans(&pool, &store)
+            .await
+            .context("start-up sweep")?;
         image_metrics.orphans_swept.inc_by(swept);
         tracing::info!(blob_store = %settings.blob_store_url, swept, "blob store ready");
 
@@ -82,10 +88,13 @@ impl Application {
             readiness: ready,
             openapi: routes::openapi(),
         });
-        let server =
-            server::Application::bind(settings.server.listen_addr, router, settings.server.shutdown_grace)
-                .await
-                .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.server.listen_addr))?;
+        let server = server::Application::bind(
+            settings.server.listen_addr,
+            router,
+            settings.server.shutdown_grace,
+        )
+        .await
+        .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.server.listen_addr))?;
         Ok(Self { server })
     }
 
@@ -98,7 +107,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         self.server.run_until_stopped(shutdown).await
     }
 }

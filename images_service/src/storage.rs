@@ -16,8 +16,8 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{stream::BoxStream, TryStreamExt};
 use object_store::{
-    aws::AmazonS3Builder, local::LocalFileSystem, path::Path, prefix::PrefixStore, GetResultPayload, ObjectStore,
-    WriteMultipart,
+    aws::AmazonS3Builder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
+    GetResultPayload, ObjectStore, WriteMultipart,
 };
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
@@ -35,7 +35,9 @@ pub struct BlobStore {
 
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobStore").field("store", &self.store.to_string()).finish()
+        f.debug_struct("BlobStore")
+            .field("store", &self.store.to_string())
+            .finish()
     }
 }
 
@@ -52,19 +54,27 @@ impl BlobStore {
                 .with_context(|| format!("cannot create the blob directory {}", root.display()))?;
             let root = std::fs::canonicalize(&root)?;
             let store = LocalFileSystem::new_with_prefix(&root)?;
-            return Ok(Self { store: Arc::new(store), local_root: Some(root) });
+            return Ok(Self {
+                store: Arc::new(store),
+                local_root: Some(root),
+            });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 bail!("`s3://` needs a bucket name, e.g. `s3://forgettable-images`");
             }
-            let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build()?;
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()?;
             let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
                 "" => Arc::new(s3),
                 prefix => Arc::new(PrefixStore::new(s3, prefix)),
             };
-            return Ok(Self { store, local_root: None });
+            return Ok(Self {
+                store,
+                local_root: None,
+            });
         }
         bail!("unsupported blob store URL; expected `file://DIR` or `s3://BUCKET`")
     }
@@ -87,7 +97,9 @@ impl BlobStore {
 
     /// Commits a finished temporary blob as the image's blob.
     pub async fn commit(&self, temporary: &Path, image_id: Uuid) -> object_store::Result<()> {
-        self.store.rename(temporary, &Self::blob_key(image_id)).await
+        self.store
+            .rename(temporary, &Self::blob_key(image_id))
+            .await
     }
 
     /// A readable, seekable file with the blob's bytes, for decoding on the blocking pool: the
@@ -113,8 +125,15 @@ impl BlobStore {
     }
 
     /// The bytes of an image's blob, streamed.
-    pub async fn stream(&self, image_id: Uuid) -> object_store::Result<BoxStream<'static, object_store::Result<Bytes>>> {
-        Ok(self.store.get(&Self::blob_key(image_id)).await?.into_stream())
+    pub async fn stream(
+        &self,
+        image_id: Uuid,
+    ) -> object_store::Result<BoxStream<'static, object_store::Result<Bytes>>> {
+        Ok(self
+            .store
+            .get(&Self::blob_key(image_id))
+            .await?
+            .into_stream())
     }
 
     /// Deletes `key`; a key that is already gone is fine.
@@ -128,7 +147,11 @@ impl BlobStore {
     /// Whether the store answers (for `/readyz`).
     pub async fn check(&self) -> Result<(), String> {
         if let Some(root) = &self.local_root {
-            if !tokio::fs::metadata(root).await.map(|m| m.is_dir()).unwrap_or(false) {
+            if !tokio::fs::metadata(root)
+                .await
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
                 return Err("the blob directory is missing".to_owned());
             }
         }
@@ -156,7 +179,11 @@ impl BlobStore {
     /// `list` does not show. Only safe when no upload is running, i.e. at start.
     pub async fn remove_temporaries(&self) -> anyhow::Result<u64> {
         let mut removed = 0;
-        let temporaries: Vec<_> = self.store.list(Some(&Path::from(TMP_PREFIX))).try_collect().await?;
+        let temporaries: Vec<_> = self
+            .store
+            .list(Some(&Path::from(TMP_PREFIX)))
+            .try_collect()
+            .await?;
         for meta in temporaries {
             self.remove(&meta.location).await?;
             removed += 1;

@@ -23,7 +23,10 @@ impl Cursor {
         let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| invalid())?;
         let raw = String::from_utf8(raw).map_err(|_| invalid())?;
         let (created_at, id) = raw.split_once(':').ok_or_else(invalid)?;
-        Ok(Self { created_at: created_at.parse().map_err(|_| invalid())?, id: id.parse().map_err(|_| invalid())? })
+        Ok(Self {
+            created_at: created_at.parse().map_err(|_| invalid())?,
+            id: id.parse().map_err(|_| invalid())?,
+        })
     }
 }
 
@@ -39,7 +42,10 @@ impl PageLimit {
         match limit {
             None => Ok(Self::DEFAULT),
             Some(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
-            Some(n) => Err(format!("`limit` must be between 1 and {}, got {n}", Self::MAX)),
+            Some(n) => Err(format!(
+                "`limit` must be between 1 and {}, got {n}",
+                Self::MAX
+            )),
         }
     }
 
@@ -54,13 +60,21 @@ mod tests {
 
     #[test]
     fn a_cursor_survives_a_round_trip() {
-        let cursor = Cursor { created_at: 1_764_000_000_123_456, id: Uuid::now_v7() };
+        let cursor = Cursor {
+            created_at: 1_764_000_000_123_456,
+            id: Uuid::now_v7(),
+        };
         assert_eq!(Cursor::parse(&cursor.encode()), Ok(cursor));
     }
 
     #[test]
     fn garbage_is_not_a_cursor() {
-        for text in ["", "!!!", "bm90IGEgY3Vyc29y", &URL_SAFE_NO_PAD.encode("12:not-a-uuid")] {
+        for text in [
+            "",
+            "!!!",
+            "bm90IGEgY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("12:not-a-uuid"),
+        ] {
             assert!(Cursor::parse(text).is_err(), "{text:?} was accepted");
         }
     }
@@ -71,6 +85,8 @@ mod tests {
         assert_eq!(PageLimit::parse(Some(100)).map(PageLimit::get), Ok(100));
         assert_eq!(PageLimit::parse(Some(1)).map(PageLimit::get), Ok(1));
         assert!(PageLimit::parse(Some(0)).is_err());
-        assert!(PageLimit::parse(Some(101)).unwrap_err().contains("limit"));
+        assert!(PageLimit::parse(Some(101))
+            .expect_err("101 is too many")
+            .contains("limit"));
     }
 }

@@ -45,7 +45,10 @@ pub fn inspect<R: BufRead + Seek>(
     let mut reader = ImageReader::with_format(reader, kind.format());
     reader.limits(limits(upload));
     let image = reader.decode().map_err(classify)?;
-    Ok(Dimensions { width: image.width(), height: image.height() })
+    Ok(Dimensions {
+        width: image.width(),
+        height: image.height(),
+    })
 }
 
 fn classify(error: ImageError) -> DecodeError {
@@ -69,7 +72,9 @@ mod tests {
     use super::*;
 
     fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
-        let image = RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+        let image = RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+        });
         let mut out = Cursor::new(Vec::new());
         image.write_to(&mut out, format).expect("encode");
         out.into_inner()
@@ -85,27 +90,58 @@ mod tests {
         ] {
             let bytes = encoded(33, 17, format);
             let found = inspect(Cursor::new(bytes), kind, &UploadLimits::default());
-            assert_eq!(found, Ok(Dimensions { width: 33, height: 17 }), "{kind}");
+            assert_eq!(
+                found,
+                Ok(Dimensions {
+                    width: 33,
+                    height: 17
+                }),
+                "{kind}"
+            );
         }
     }
 
     #[test]
     fn an_image_wider_than_the_limit_is_too_many_pixels() {
-        let limits = UploadLimits { max_image_dimension: 32, ..UploadLimits::default() };
-        let found = inspect(Cursor::new(encoded(33, 8, ImageFormat::Png)), ImageType::Png, &limits);
-        assert!(matches!(found, Err(DecodeError::TooManyPixels(_))), "{found:?}");
+        let limits = UploadLimits {
+            max_image_dimension: 32,
+            ..UploadLimits::default()
+        };
+        let found = inspect(
+            Cursor::new(encoded(33, 8, ImageFormat::Png)),
+            ImageType::Png,
+            &limits,
+        );
+        assert!(
+            matches!(found, Err(DecodeError::TooManyPixels(_))),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn an_image_needing_more_memory_than_allowed_is_too_many_pixels() {
-        let limits = UploadLimits { max_decode_bytes: 1024, ..UploadLimits::default() };
-        let found = inspect(Cursor::new(encoded(64, 64, ImageFormat::Png)), ImageType::Png, &limits);
-        assert!(matches!(found, Err(DecodeError::TooManyPixels(_))), "{found:?}");
+        let limits = UploadLimits {
+            max_decode_bytes: 1024,
+            ..UploadLimits::default()
+        };
+        let found = inspect(
+            Cursor::new(encoded(64, 64, ImageFormat::Png)),
+            ImageType::Png,
+            &limits,
+        );
+        assert!(
+            matches!(found, Err(DecodeError::TooManyPixels(_))),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn bytes_of_another_type_are_corrupt() {
-        let found = inspect(Cursor::new(encoded(8, 8, ImageFormat::Png)), ImageType::Jpeg, &UploadLimits::default());
+        let found = inspect(
+            Cursor::new(encoded(8, 8, ImageFormat::Png)),
+            ImageType::Jpeg,
+            &UploadLimits::default(),
+        );
         assert!(matches!(found, Err(DecodeError::Corrupt(_))), "{found:?}");
     }
 }

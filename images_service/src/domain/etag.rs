@@ -9,7 +9,10 @@ pub fn etag(sha256: &str) -> String {
 /// Whether an `If-None-Match` header value matches `etag`.
 pub fn if_none_match(header: &str, etag: &str) -> bool {
     let wanted = etag.trim_start_matches("W/");
-    header.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == wanted)
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == wanted)
 }
 
 #[cfg(test)]
@@ -29,6 +32,9 @@ mod tests {
         assert!(if_none_match("\"x\", \"abc\"", &tag));
         assert!(if_none_match("*", &tag));
         assert!(!if_none_match("\"abd\"", &tag));
-        assert!(!if_none_match("abc", &tag), "an unquoted tag is a different tag");
+        assert!(
+            !if_none_match("abc", &tag),
+            "an unquoted tag is a different tag"
+        );
     }
 }

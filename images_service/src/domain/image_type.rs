@@ -45,7 +45,9 @@ impl ImageType {
 
     /// The media type's inverse, for rows read back from the database.
     pub fn from_mime(mime: &str) -> Option<Self> {
-        [Self::Jpeg, Self::Png, Self::WebP, Self::Gif].into_iter().find(|t| t.mime() == mime)
+        [Self::Jpeg, Self::Png, Self::WebP, Self::Gif]
+            .into_iter()
+            .find(|t| t.mime() == mime)
     }
 
     /// The `image` crate's name for the type.
@@ -68,7 +70,9 @@ impl ImageType {
             Self::Png => tail.ends_with(&PNG_END),
             Self::Gif => trimmed.ends_with(&[0x3b]),
             Self::WebP => {
-                let Some(size) = head.get(4..8) else { return false };
+                let Some(size) = head.get(4..8) else {
+                    return false;
+                };
                 let riff_size = u64::from(u32::from_le_bytes([size[0], size[1], size[2], size[3]]));
                 total >= riff_size + 8
             }
@@ -94,11 +98,17 @@ mod tests {
 
     #[test]
     fn each_accepted_signature_is_recognised() {
-        assert_eq!(ImageType::sniff(&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]), Some(ImageType::Jpeg));
+        assert_eq!(
+            ImageType::sniff(&[0xff, 0xd8, 0xff, 0xe0, 0, 0x10]),
+            Some(ImageType::Jpeg)
+        );
         assert_eq!(ImageType::sniff(&PNG_SIGNATURE), Some(ImageType::Png));
         assert_eq!(ImageType::sniff(b"GIF89a\x01\x00"), Some(ImageType::Gif));
         assert_eq!(ImageType::sniff(b"GIF87a"), Some(ImageType::Gif));
-        assert_eq!(ImageType::sniff(b"RIFF\x24\0\0\0WEBPVP8 "), Some(ImageType::WebP));
+        assert_eq!(
+            ImageType::sniff(b"RIFF\x24\0\0\0WEBPVP8 "),
+            Some(ImageType::WebP)
+        );
     }
 
     #[test]
@@ -106,7 +116,11 @@ mod tests {
         assert_eq!(ImageType::sniff(b"hello, I am a text file"), None);
         assert_eq!(ImageType::sniff(b""), None);
         assert_eq!(ImageType::sniff(b"BM\x36\x00"), None, "BMP is not accepted");
-        assert_eq!(ImageType::sniff(b"RIFF\x24\0\0\0WAVEfmt "), None, "a WAV file is RIFF but not WebP");
+        assert_eq!(
+            ImageType::sniff(b"RIFF\x24\0\0\0WAVEfmt "),
+            None,
+            "a WAV file is RIFF but not WebP"
+        );
         assert_eq!(ImageType::sniff(b"%PDF-1.7"), None);
     }
 
@@ -118,7 +132,12 @@ mod tests {
 
     #[test]
     fn mime_types_round_trip() {
-        for t in [ImageType::Jpeg, ImageType::Png, ImageType::WebP, ImageType::Gif] {
+        for t in [
+            ImageType::Jpeg,
+            ImageType::Png,
+            ImageType::WebP,
+            ImageType::Gif,
+        ] {
             assert_eq!(ImageType::from_mime(t.mime()), Some(t));
         }
         assert_eq!(ImageType::from_mime("text/plain"), None);
@@ -128,7 +147,10 @@ mod tests {
     fn a_jpeg_without_its_end_marker_is_incomplete() {
         let head = [0xff, 0xd8, 0xff, 0xe0];
         assert!(ImageType::Jpeg.is_complete(&head, &[0x12, 0xff, 0xd9], 100));
-        assert!(ImageType::Jpeg.is_complete(&head, &[0xff, 0xd9, 0, 0], 100), "zero padding is allowed");
+        assert!(
+            ImageType::Jpeg.is_complete(&head, &[0xff, 0xd9, 0, 0], 100),
+            "zero padding is allowed"
+        );
         assert!(!ImageType::Jpeg.is_complete(&head, &[0x12, 0x34, 0x56], 100));
     }
 

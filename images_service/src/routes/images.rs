@@ -62,21 +62,37 @@ pub(super) async fn list(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<ImageList>> {
     let limit = PageLimit::parse(query.limit).map_err(ImagesError::Validation)?;
-    let after = query.cursor.as_deref().map(Cursor::parse).transpose().map_err(ImagesError::Validation)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(ImagesError::Validation)?;
     let mut rows = db::list(&state.pool, user.id, after, i64::from(limit.get()) + 1).await?;
     let next_cursor = if rows.len() > limit.get() as usize {
         rows.truncate(limit.get() as usize);
         rows.last().and_then(|last| {
-            Some(Cursor { created_at: last.created_at, id: last.id.parse().ok()? }.encode())
+            Some(
+                Cursor {
+                    created_at: last.created_at,
+                    id: last.id.parse().ok()?,
+                }
+                .encode(),
+            )
         })
     } else {
         None
     };
-    Ok(AppJson(ImageList { items: rows.into_iter().map(ImageMeta::from).collect(), next_cursor }))
+    Ok(AppJson(ImageList {
+        items: rows.into_iter().map(ImageMeta::from).collect(),
+        next_cursor,
+    }))
 }
 
 async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
-    db::find(&state.pool, user.id, id).await?.ok_or(ImagesError::NotFound)
+    db::find(&state.pool, user.id, id)
+        .await?
+        .ok_or(ImagesError::NotFound)
 }
 
 /// The image's bytes, streamed, with its `Content-Type` and `ETag`.
@@ -98,7 +114,10 @@ pub(super) async fn download(
     let row = own_image(&state, &user, id).await?;
     let tag = etag::etag(&row.sha256);
     let validators = [
-        (header::ETAG, HeaderValue::from_str(&tag).map_err(anyhow::Error::new)?),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&tag).map_err(anyhow::Error::new)?,
+        ),
         (header::CACHE_CONTROL, HeaderValue::from_static("private")),
     ];
     let matched = headers
@@ -109,7 +128,10 @@ pub(super) async fn download(
         return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
     }
     let stream = state.store.stream(id).await.map_err(|e| {
-        anyhow::Error::new(e).context(format!("blob {} of an existing row is unreadable", BlobStore::blob_key(id)))
+        anyhow::Error::new(e).context(format!(
+            "blob {} of an existing row is unreadable",
+            BlobStore::blob_key(id)
+        ))
     })?;
     let content_type = HeaderValue::from_str(&row.content_type).map_err(anyhow::Error::new)?;
     Ok((
@@ -117,7 +139,10 @@ pub(super) async fn download(
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_LENGTH, HeaderValue::from(row.bytes)),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         Body::from_stream(stream),
     )

@@ -15,7 +15,10 @@ use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
 
 /// Every application route, state applied.
 pub fn router(state: AppState, limits: UploadLimits) -> Router {
-    Router::new().merge(upload::router(limits)).merge(images::router()).with_state(state)
+    Router::new()
+        .merge(upload::router(limits))
+        .merge(images::router())
+        .with_state(state)
 }
 
 /// An image's metadata as clients see it.
@@ -38,10 +41,11 @@ pub struct ImageMeta {
 
 impl From<ImageRow> for ImageMeta {
     fn from(row: ImageRow) -> Self {
-        let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.created_at) * 1000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default();
+        let created_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.created_at) * 1000)
+                .ok()
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default();
         Self {
             image_id: row.id,
             sha256: row.sha256,
@@ -61,7 +65,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

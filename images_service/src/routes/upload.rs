@@ -38,8 +38,12 @@ const TAIL_LEN: usize = 64;
 const PARTS_IN_FLIGHT: usize = 2;
 
 pub(super) fn router(limits: UploadLimits) -> Router<AppState> {
-    let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)).unwrap_or(usize::MAX);
-    Router::new().route("/upload", post(upload).layer(DefaultBodyLimit::max(body_limit)))
+    let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
+        .unwrap_or(usize::MAX);
+    Router::new().route(
+        "/upload",
+        post(upload).layer(DefaultBodyLimit::max(body_limit)),
+    )
 }
 
 /// The multipart form of an upload.
@@ -69,7 +73,11 @@ pub(super) async fn upload(
 ) -> Result<(StatusCode, AppJson<ImageMeta>)> {
     let outcome = receive_and_store(&state, &user, multipart).await;
     match &outcome {
-        Ok((status, meta)) => tracing::info!(status = status.as_u16(), bytes = meta.0.bytes, "upload accepted"),
+        Ok((status, meta)) => tracing::info!(
+            status = status.as_u16(),
+            bytes = meta.0.bytes,
+            "upload accepted"
+        ),
         Err(error) => {
             if let Some(reason) = error.rejection_reason() {
                 state.metrics.rejections.with_label_values(&[reason]).inc();
@@ -93,8 +101,13 @@ async fn receive_and_store(
     })?;
     let limit = state.limits.max_upload_bytes;
     let received = loop {
-        let field = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))?;
-        let Some(field) = field else { return Err(ImagesError::MissingFile) };
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(&e, limit))?;
+        let Some(field) = field else {
+            return Err(ImagesError::MissingFile);
+        };
         if field.name() == Some("file") {
             break receive(state, field, limit).await?;
         }
@@ -113,7 +126,10 @@ fn multipart_error(error: &MultipartError, limit: u64) -> ImagesError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ImagesError::TooLarge { limit }
     } else {
-        ImagesError::BadMultipart(format!("The multipart body could not be read: {}", error.body_text()))
+        ImagesError::BadMultipart(format!(
+            "The multipart body could not be read: {}",
+            error.body_text()
+        ))
     }
 }
 
@@ -153,7 +169,11 @@ impl Incoming {
     }
 
     async fn consume(&mut self, state: &AppState, field: &mut Field<'_>) -> Result<()> {
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e, self.limit))? {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(&e, self.limit))?
+        {
             self.total += chunk.len() as u64;
             if self.total > self.limit {
                 return Err(ImagesError::TooLarge { limit: self.limit });
@@ -185,7 +205,8 @@ impl Incoming {
     fn remember_edges(&mut self, chunk: &[u8]) {
         let wanted = SNIFF_LEN.saturating_sub(self.head.len()).min(chunk.len());
         self.head.extend_from_slice(&chunk[..wanted]);
-        self.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
+        self.tail
+            .extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
         if self.tail.len() > TAIL_LEN {
             self.tail.drain(..self.tail.len() - TAIL_LEN);
         }
@@ -208,10 +229,18 @@ impl Incoming {
         };
         if !kind.is_complete(&self.head, &self.tail, self.total) {
             let _ = writer.abort().await;
-            return Err(ImagesError::Corrupt { kind: kind.mime(), reason: "the file ends early (truncated)".into() });
+            return Err(ImagesError::Corrupt {
+                kind: kind.mime(),
+                reason: "the file ends early (truncated)".into(),
+            });
         }
         writer.finish().await?;
-        Ok(Received { key: self.key, kind, sha256: hex::encode(self.hasher.finalize()), bytes: self.total })
+        Ok(Received {
+            key: self.key,
+            kind,
+            sha256: hex::encode(self.hasher.finalize()),
+            bytes: self.total,
+        })
     }
 
     async fn abort(mut self) {
@@ -236,7 +265,11 @@ async fn receive(state: &AppState, mut field: Field<'_>, limit: u64) -> Result<R
 }
 
 /// Deduplicates, decodes, commits the blob, then writes the row.
-async fn store(state: &AppState, user: &AuthUser, received: Received) -> Result<(StatusCode, ImageRow)> {
+async fn store(
+    state: &AppState,
+    user: &AuthUser,
+    received: Received,
+) -> Result<(StatusCode, ImageRow)> {
     if let Some(existing) = db::find_by_digest(&state.pool, user.id, &received.sha256).await? {
         state.metrics.deduplicated.inc();
         tracing::Span::current().record("image_id", existing.id.as_str());
@@ -268,7 +301,9 @@ async fn store(state: &AppState, user: &AuthUser, received: Received) -> Result<
                 return Err(error.into());
             }
             // The same bytes finished uploading concurrently: answer with that image.
-            let existing = db::find_by_digest(&state.pool, user.id, &row.sha256).await?.ok_or(error)?;
+            let existing = db::find_by_digest(&state.pool, user.id, &row.sha256)
+                .await?
+                .ok_or(error)?;
             state.metrics.deduplicated.inc();
             Ok((StatusCode::OK, existing))
         }
@@ -278,7 +313,12 @@ async fn store(state: &AppState, user: &AuthUser, received: Received) -> Result<
 /// Decodes the temporary blob on the blocking pool, at most a bounded number at once.
 async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensions> {
     let file = state.store.open_file(&received.key).await?;
-    let permit = state.decoders.clone().acquire_owned().await.map_err(anyhow::Error::new)?;
+    let permit = state
+        .decoders
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(anyhow::Error::new)?;
     let (kind, limits, span) = (received.kind, state.limits, tracing::Span::current());
     let decoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -288,7 +328,10 @@ async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensi
     .map_err(anyhow::Error::new)?;
     decoded.map_err(|error| match error {
         DecodeError::TooManyPixels(reason) => ImagesError::TooManyPixels(reason),
-        DecodeError::Corrupt(reason) => ImagesError::Corrupt { kind: kind.mime(), reason },
+        DecodeError::Corrupt(reason) => ImagesError::Corrupt {
+            kind: kind.mime(),
+            reason,
+        },
     })
 }
 

@@ -9,13 +9,21 @@ const ENDPOINTS: [(Method, &str); 5] = [
     (Method::POST, "/upload"),
     (Method::GET, "/images"),
     (Method::GET, "/images/00000000-0000-0000-0000-000000000000"),
-    (Method::GET, "/images/00000000-0000-0000-0000-000000000000/meta"),
-    (Method::DELETE, "/images/00000000-0000-0000-0000-000000000000"),
+    (
+        Method::GET,
+        "/images/00000000-0000-0000-0000-000000000000/meta",
+    ),
+    (
+        Method::DELETE,
+        "/images/00000000-0000-0000-0000-000000000000",
+    ),
 ];
 
 async fn assert_refused(app: &crate::helpers::TestApp, token: Option<&str>) {
     for (method, path) in ENDPOINTS {
-        let mut request = app.client.request(method.clone(), format!("{}{path}", app.address));
+        let mut request = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -24,9 +32,16 @@ async fn assert_refused(app: &crate::helpers::TestApp, token: Option<&str>) {
             request = request.multipart(reqwest::multipart::Form::new().part("file", part));
         }
         let response = request.send().await.expect("request");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
     }
     assert!(app.stored_files().is_empty());
 }

@@ -12,7 +12,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-use crate::helpers::{database_url, files_under, metric_value, png, wait_until_ready, Backend, TestKeys};
+use crate::helpers::{
+    database_url, files_under, metric_value, png, wait_until_ready, Backend, TestKeys,
+};
 
 /// The service binary as a child process, killed when dropped.
 struct Service {
@@ -29,7 +31,11 @@ impl Drop for Service {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Service {
@@ -40,7 +46,10 @@ async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Ser
         .env("LISTEN_ADDR", addr.to_string())
         .env("INSTANCE_NAME", "images-crash")
         .env("DATABASE_URL", database_url)
-        .env("BLOB_STORE_URL", format!("file://{}", dir.join("blobs").display()))
+        .env(
+            "BLOB_STORE_URL",
+            format!("file://{}", dir.join("blobs").display()),
+        )
         .env("JWT_PUBLIC_KEY_FILE", key_file)
         .env("MAX_UPLOAD_BYTES", (256 * 1024 * 1024).to_string())
         .env("RUST_LOG", "info")
@@ -48,7 +57,11 @@ async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Ser
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start the images_service binary");
-    let service = Service { child, address: format!("http://{addr}"), addr };
+    let service = Service {
+        child,
+        address: format!("http://{addr}"),
+        addr,
+    };
     wait_until_ready(&reqwest::Client::new(), &service.address).await;
     service
 }
@@ -69,7 +82,10 @@ async fn begin_upload(addr: SocketAddr, token: &str) -> TcpStream {
     .into_bytes();
     part.extend_from_slice(&png(64, 64, 9));
     part.resize(part.len() + 1024 * 1024, 0);
-    stream.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.expect("chunk size");
+    stream
+        .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+        .await
+        .expect("chunk size");
     stream.write_all(&part).await.expect("chunk");
     stream.write_all(b"\r\n").await.expect("chunk end");
     stream.flush().await.expect("flush");
@@ -89,15 +105,31 @@ async fn crash_mid_upload(backend: Backend) {
 
     let first = start(dir.path(), &database_url, &key_file, 1).await;
     let kept = png(50, 50, 1);
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(kept.clone()).file_name("a.png"));
-    let response = client.post(format!("{}/upload", first.address)).bearer_auth(&token).multipart(form).send().await.expect("upload");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(kept.clone()).file_name("a.png"),
+    );
+    let response = client
+        .post(format!("{}/upload", first.address))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let kept_id = response.json::<Value>().await.expect("body")["image_id"].as_str().expect("id").to_owned();
+    let kept_id = response.json::<Value>().await.expect("body")["image_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
 
     let _connection = begin_upload(first.addr, &token).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !files_under(&store).iter().any(|f| f.starts_with("tmp/")) {
-        assert!(tokio::time::Instant::now() < deadline, "no temporary blob appeared: {:?}", files_under(&store));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no temporary blob appeared: {:?}",
+            files_under(&store)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut first = first;
@@ -105,26 +137,88 @@ async fn crash_mid_upload(backend: Backend) {
     first.child.wait().expect("reap");
     // What else a crash can leave: a committed blob whose row was never written, and a finished
     // temporary that was never committed.
-    std::fs::write(store.join("blobs").join(uuid::Uuid::now_v7().to_string()), b"orphan").expect("orphan");
-    std::fs::write(store.join("tmp").join(uuid::Uuid::new_v4().simple().to_string()), b"stale").expect("stale");
+    std::fs::write(
+        store.join("blobs").join(uuid::Uuid::now_v7().to_string()),
+        b"orphan",
+    )
+    .expect("orphan");
+    std::fs::write(
+        store
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string()),
+        b"stale",
+    )
+    .expect("stale");
     assert!(files_under(&store).len() >= 4, "{:?}", files_under(&store));
 
     let second = start(dir.path(), &database_url, &key_file, 2).await;
-    assert_eq!(metric_value(&client, &second.address, "images_orphans_swept_total").await, 3.0);
-    assert_eq!(files_under(&store), vec![format!("blobs/{kept_id}")], "only the committed image's blob is left");
+    assert_eq!(
+        metric_value(&client, &second.address, "images_orphans_swept_total").await,
+        3.0
+    );
+    assert_eq!(
+        files_under(&store),
+        vec![format!("blobs/{kept_id}")],
+        "only the committed image's blob is left"
+    );
 
-    let page: Value = client.get(format!("{}/images", second.address)).bearer_auth(&token).send().await.expect("list").json().await.expect("page");
-    let ids: Vec<&str> = page["items"].as_array().expect("items").iter().map(|i| i["image_id"].as_str().expect("id")).collect();
-    assert_eq!(ids, vec![kept_id.as_str()], "every row has its blob and vice versa");
-    let bytes = client.get(format!("{}/images/{kept_id}", second.address)).bearer_auth(&token).send().await.expect("get").bytes().await.expect("bytes");
+    let page: Value = client
+        .get(format!("{}/images", second.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("page");
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["image_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![kept_id.as_str()],
+        "every row has its blob and vice versa"
+    );
+    let bytes = client
+        .get(format!("{}/images/{kept_id}", second.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
     assert_eq!(bytes.as_ref(), kept.as_slice());
 
     let fresh = png(70, 20, 2);
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(fresh.clone()).file_name("b.png"));
-    let response = client.post(format!("{}/upload", second.address)).bearer_auth(&token).multipart(form).send().await.expect("upload");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(fresh.clone()).file_name("b.png"),
+    );
+    let response = client
+        .post(format!("{}/upload", second.address))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let fresh_id = response.json::<Value>().await.expect("body")["image_id"].as_str().expect("id").to_owned();
-    let bytes = client.get(format!("{}/images/{fresh_id}", second.address)).bearer_auth(&token).send().await.expect("get").bytes().await.expect("bytes");
+    let fresh_id = response.json::<Value>().await.expect("body")["image_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let bytes = client
+        .get(format!("{}/images/{fresh_id}", second.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
     assert_eq!(bytes.as_ref(), fresh.as_slice());
 }
 

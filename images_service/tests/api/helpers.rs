@@ -51,7 +51,10 @@ pub struct TestKeys {
 impl TestKeys {
     pub fn generate() -> Self {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate key").as_ref().to_vec();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .expect("generate key")
+            .as_ref()
+            .to_vec();
         let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("parse key");
         Self { pair, pkcs8 }
     }
@@ -62,9 +65,14 @@ impl TestKeys {
 
     /// The public key as the `PUBLIC KEY` PEM `JWT_PUBLIC_KEY_FILE` holds.
     pub fn public_pem(&self) -> String {
-        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
         der.extend_from_slice(&self.public_key());
-        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der))
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(der)
+        )
     }
 
     pub fn verifier(&self) -> TokenVerifier {
@@ -86,7 +94,8 @@ impl TestKeys {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key_id(&self.public_key()));
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.pkcs8)).expect("sign token")
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.pkcs8))
+            .expect("sign token")
     }
 }
 
@@ -126,9 +135,14 @@ async fn postgres_database() -> String {
         )
     });
     sqlx::any::install_default_drivers();
-    let mut admin = AnyConnection::connect(&admin_url).await.expect("connect to TEST_POSTGRES_URL");
+    let mut admin = AnyConnection::connect(&admin_url)
+        .await
+        .expect("connect to TEST_POSTGRES_URL");
     let name = format!("images_test_{}", Uuid::new_v4().simple());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
     admin.close().await.expect("close admin connection");
     let mut url = reqwest::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
     url.set_path(&format!("/{name}"));
@@ -137,7 +151,14 @@ async fn postgres_database() -> String {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, UploadLimits { max_upload_bytes: TEST_MAX_UPLOAD, ..UploadLimits::default() }).await
+        Self::spawn_with(
+            backend,
+            UploadLimits {
+                max_upload_bytes: TEST_MAX_UPLOAD,
+                ..UploadLimits::default()
+            },
+        )
+        .await
     }
 
     pub async fn spawn_with(backend: Backend, limits: UploadLimits) -> Self {
@@ -158,7 +179,9 @@ impl TestApp {
             limits,
         };
         let keys = TestKeys::generate();
-        let application = Application::build(settings, Arc::new(keys.verifier())).await.expect("build the service");
+        let application = Application::build(settings, Arc::new(keys.verifier()))
+            .await
+            .expect("build the service");
         let addr = application.local_addr().expect("bound address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async move {
@@ -168,7 +191,16 @@ impl TestApp {
         let client = reqwest::Client::new();
         wait_until_ready(&client, &address).await;
         let user = new_user(&keys);
-        Self { address, addr, client, keys, user, store_dir, dir, _stop: stop }
+        Self {
+            address,
+            addr,
+            client,
+            keys,
+            user,
+            store_dir,
+            dir,
+            _stop: stop,
+        }
     }
 
     /// Another user with a valid token.
@@ -195,7 +227,11 @@ impl TestApp {
     /// Uploads and expects 201; returns the body.
     pub async fn upload_ok(&self, file_name: &str, bytes: Vec<u8>) -> Value {
         let response = self.upload(file_name, bytes).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "upload of {file_name}");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "upload of {file_name}"
+        );
         response.json().await.expect("upload body")
     }
 
@@ -221,7 +257,12 @@ impl TestApp {
     }
 
     pub async fn get_path(&self, user: &TestUser, path: &str) -> Response {
-        self.client.get(format!("{}{path}", self.address)).bearer_auth(&user.token).send().await.expect("request")
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// The value of one sample in `/metrics`, e.g. `images_upload_rejections_total{reason="empty"`.
@@ -237,7 +278,10 @@ impl TestApp {
 
 fn new_user(keys: &TestKeys) -> TestUser {
     let id = Uuid::new_v4();
-    TestUser { id, token: keys.token(id, 600) }
+    TestUser {
+        id,
+        token: keys.token(id, 600),
+    }
 }
 
 /// Polls `/readyz` until it answers 200 (at most 30 s).
@@ -249,13 +293,23 @@ pub async fn wait_until_ready(client: &reqwest::Client, address: &str) {
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "{address} never became ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{address} never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
-    let text = client.get(format!("{address}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let text = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     text.lines()
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -265,13 +319,20 @@ pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str)
 /// Every file under `dir`, relative to it, sorted.
 pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, root, out);
             } else {
-                out.push(path.strip_prefix(root).unwrap_or(&path).display().to_string());
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string(),
+                );
             }
         }
     }
@@ -284,7 +345,11 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 /// A picture whose pixels depend on `seed`, so different seeds give different bytes.
 pub fn picture(width: u32, height: u32, seed: u8) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x as u8).wrapping_mul(3) ^ seed, (y as u8).wrapping_add(seed), seed.wrapping_mul(7)])
+        image::Rgb([
+            (x as u8).wrapping_mul(3) ^ seed,
+            (y as u8).wrapping_add(seed),
+            seed.wrapping_mul(7),
+        ])
     })
 }
 
@@ -317,7 +382,11 @@ pub fn jpeg(width: u32, height: u32, seed: u8) -> Vec<u8> {
 /// IEND: a decompression bomb's header without the bomb.
 pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&u32::try_from(data.len()).expect("chunk length").to_be_bytes());
+        out.extend_from_slice(
+            &u32::try_from(data.len())
+                .expect("chunk length")
+                .to_be_bytes(),
+        );
         let mut crc = crc32fast::Hasher::new();
         crc.update(kind);
         crc.update(data);
@@ -331,7 +400,11 @@ pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
     chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     chunk(&mut out, b"IEND", &[]);
     out
 }
@@ -370,7 +443,12 @@ pub async fn stream_raw_upload(addr: SocketAddr, token: &str, total: u64) -> Str
         let mut file_bytes = 8u64;
         let mut next: Vec<u8> = first;
         loop {
-            let frame = [format!("{:x}\r\n", next.len()).into_bytes(), next, b"\r\n".to_vec()].concat();
+            let frame = [
+                format!("{:x}\r\n", next.len()).into_bytes(),
+                next,
+                b"\r\n".to_vec(),
+            ]
+            .concat();
             if writer.write_all(&frame).await.is_err() {
                 return sent;
             }
@@ -400,7 +478,10 @@ pub async fn stream_raw_upload(addr: SocketAddr, token: &str, total: u64) -> Str
         }
     })
     .await;
-    assert!(read.is_ok(), "no answer and no close within 60 s: the server kept reading");
+    assert!(
+        read.is_ok(),
+        "no answer and no close within 60 s: the server kept reading"
+    );
     drop(reader);
     let sent = match tokio::time::timeout(Duration::from_secs(10), sender).await {
         Ok(joined) => joined.expect("sender task"),

@@ -11,7 +11,10 @@ use crate::helpers::{encoded, jpeg, png, png_claiming, stream_raw_upload, TEST_M
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     response.json().await.expect("problem body")
 }
 
