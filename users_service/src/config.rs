@@ -80,7 +80,8 @@ pub struct Settings {
 }
 
 fn nonzero(name: &str, default: u32) -> Result<NonZeroU32, ConfigError> {
-    NonZeroU32::new(var_or(name, default)?).ok_or_else(|| ConfigError::new(name, "must be at least 1"))
+    NonZeroU32::new(var_or(name, default)?)
+        .ok_or_else(|| ConfigError::new(name, "must be at least 1"))
 }
 
 /// Parses a comma-separated CIDR list; a bare address means that one host.
@@ -91,7 +92,9 @@ pub fn parse_cidrs(name: &str, raw: &str) -> Result<Vec<IpNet>, ConfigError> {
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::new(name, format!("`{s}` is not a CIDR such as 10.0.0.0/8")))
+                .map_err(|_| {
+                    ConfigError::new(name, format!("`{s}` is not a CIDR such as 10.0.0.0/8"))
+                })
         })
         .collect()
 }
@@ -114,27 +117,38 @@ impl Settings {
             ));
         }
         if argon2.max_concurrent == 0 {
-            return Err(ConfigError::new("ARGON2_MAX_CONCURRENT", "must be at least 1"));
+            return Err(ConfigError::new(
+                "ARGON2_MAX_CONCURRENT",
+                "must be at least 1",
+            ));
         }
         let trusted: String = var_or("TRUSTED_PROXY_CIDRS", "127.0.0.0/8,::1/128".to_owned())?;
-        let admin = (var::<String>("ADMIN_USERNAME")?, var::<String>("ADMIN_EMAIL")?, var::<String>("ADMIN_PASSWORD")?);
-        let bootstrap_admin = match admin {
-            (Some(username), Some(email), Some(password)) => {
-                Some(BootstrapAdmin { username, email, password: SecretString::from(password) })
-            }
-            // ADMIN_PASSWORD alone is the password of `create-admin`, not a bootstrap request.
-            (None, None, _) => None,
-            _ => {
-                return Err(ConfigError::new(
+        let admin = (
+            var::<String>("ADMIN_USERNAME")?,
+            var::<String>("ADMIN_EMAIL")?,
+            var::<String>("ADMIN_PASSWORD")?,
+        );
+        let bootstrap_admin =
+            match admin {
+                (Some(username), Some(email), Some(password)) => Some(BootstrapAdmin {
+                    username,
+                    email,
+                    password: SecretString::from(password),
+                }),
+                // ADMIN_PASSWORD alone is the password of `create-admin`, not a bootstrap request.
+                (None, None, _) => None,
+                _ => return Err(ConfigError::new(
                     "ADMIN_USERNAME",
                     "set ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD together, or none of them",
-                ))
-            }
-        };
+                )),
+            };
         let settings = Self {
             server,
             database_url: var_or("DATABASE_URL", "sqlite://data/users.db".to_owned())?,
-            signing_key_file: var_or("JWT_SIGNING_KEY_FILE", PathBuf::from("data/keys/jwt-ed25519.pem"))?,
+            signing_key_file: var_or(
+                "JWT_SIGNING_KEY_FILE",
+                PathBuf::from("data/keys/jwt-ed25519.pem"),
+            )?,
             generate_key: var_or("JWT_GENERATE_KEY", true)?,
             issuer: var_or("JWT_ISSUER", DEFAULT_ISSUER.to_owned())?,
             audience: var_or("JWT_AUDIENCE", DEFAULT_AUDIENCE.to_owned())?,
@@ -147,10 +161,16 @@ impl Settings {
             bootstrap_admin,
         };
         if settings.access_token_ttl.is_zero() {
-            return Err(ConfigError::new("ACCESS_TOKEN_TTL_SECS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "ACCESS_TOKEN_TTL_SECS",
+                "must be at least 1",
+            ));
         }
         if settings.refresh_token_ttl.is_zero() {
-            return Err(ConfigError::new("REFRESH_TOKEN_TTL_SECS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "REFRESH_TOKEN_TTL_SECS",
+                "must be at least 1",
+            ));
         }
         Ok(settings)
     }

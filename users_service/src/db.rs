@@ -43,7 +43,8 @@ fn prepare_sqlite_file(url: &str) -> anyhow::Result<()> {
     }
     let path = Path::new(path);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
@@ -68,7 +69,8 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         options.after_connect(|conn, _meta| {
             Box::pin(async move {
                 // busy_timeout first: switching to WAL itself needs a lock another process may hold.
-                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
+                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
+                    .await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -78,7 +80,10 @@ pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     } else {
         options
     };
-    let pool = options.connect(url).await.context("connecting to DATABASE_URL")?;
+    let pool = options
+        .connect(url)
+        .await
+        .context("connecting to DATABASE_URL")?;
     migrate(&pool).await?;
     Ok(pool)
 }
@@ -104,7 +109,11 @@ async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
 
 /// Readiness: the database answers a trivial query.
 pub async fn ping(pool: &AnyPool) -> Result<(), String> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(|e| format!("database: {e}"))
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("database: {e}"))
 }
 
 /// A row of `users`.
@@ -186,12 +195,12 @@ pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
             created_at: now,
             disabled_at: None,
         }),
-        Err(e) if is_unique_violation_of(&e, "users_username_key") => {
-            Err(Error::Conflict(format!("The username `{}` is already taken.", new.username)))
-        }
-        Err(e) if is_unique_violation_of(&e, "users_email_key") => {
-            Err(Error::Conflict("An account with this email address already exists.".to_owned()))
-        }
+        Err(e) if is_unique_violation_of(&e, "users_username_key") => Err(Error::Conflict(
+            format!("The username `{}` is already taken.", new.username),
+        )),
+        Err(e) if is_unique_violation_of(&e, "users_email_key") => Err(Error::Conflict(
+            "An account with this email address already exists.".to_owned(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -200,14 +209,20 @@ pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
 #[tracing::instrument(skip_all)]
 pub async fn find_user_by_username(pool: &AnyPool, username: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
-    let row = sqlx::query(&sql).bind(username).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(User::from_row).transpose()
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %id))]
 pub async fn find_user(pool: &AnyPool, id: Uuid) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(User::from_row).transpose()
 }
 
@@ -216,8 +231,13 @@ pub async fn find_user(pool: &AnyPool, id: Uuid) -> Result<Option<User>> {
 pub async fn list_users(pool: &AnyPool, after: Option<Uuid>, limit: i64) -> Result<Vec<User>> {
     let rows = match after {
         Some(after) => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
-            sqlx::query(&sql).bind(after.to_string()).bind(limit).fetch_all(pool).await?
+            let sql =
+                format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+            sqlx::query(&sql)
+                .bind(after.to_string())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }
         None => {
             let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1");
@@ -230,7 +250,12 @@ pub async fn list_users(pool: &AnyPool, after: Option<Uuid>, limit: i64) -> Resu
 /// Changes a user's role and/or disabled state; disabling also revokes their refresh tokens.
 /// `None` when there is no such user.
 #[tracing::instrument(skip_all, fields(user_id = %id, ?disabled, ?role))]
-pub async fn update_user(pool: &AnyPool, id: Uuid, disabled: Option<bool>, role: Option<Role>) -> Result<Option<User>> {
+pub async fn update_user(
+    pool: &AnyPool,
+    id: Uuid,
+    disabled: Option<bool>,
+    role: Option<Role>,
+) -> Result<Option<User>> {
     let now = now_ms();
     let id_text = id.to_string();
     let mut tx = pool.begin().await?;
@@ -279,7 +304,9 @@ pub async fn update_user(pool: &AnyPool, id: Uuid, disabled: Option<bool>, role:
 /// Whether any admin account exists.
 #[tracing::instrument(skip_all)]
 pub async fn admin_exists(pool: &AnyPool) -> Result<bool> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'").fetch_one(pool).await?;
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
+        .fetch_one(pool)
+        .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
 
@@ -335,7 +362,13 @@ pub struct RefreshToken {
 
 /// Stores a new refresh token (its hash) in `family_id`.
 #[tracing::instrument(skip_all, fields(user_id = %user_id, family_id))]
-pub async fn insert_refresh_token<'c, E>(executor: E, token_hash: &str, user_id: Uuid, family_id: &str, ttl: Duration) -> Result<()>
+pub async fn insert_refresh_token<'c, E>(
+    executor: E,
+    token_hash: &str,
+    user_id: Uuid,
+    family_id: &str,
+    ttl: Duration,
+) -> Result<()>
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
@@ -365,7 +398,8 @@ pub async fn find_refresh_token(pool: &AnyPool, token_hash: &str) -> Result<Opti
     row.map(|row| {
         let user_id: String = row.try_get("user_id")?;
         Ok(RefreshToken {
-            user_id: Uuid::parse_str(&user_id).map_err(|e| anyhow::anyhow!("refresh_tokens.user_id: {e}"))?,
+            user_id: Uuid::parse_str(&user_id)
+                .map_err(|e| anyhow::anyhow!("refresh_tokens.user_id: {e}"))?,
             family_id: row.try_get("family_id")?,
             expires_at: row.try_get("expires_at")?,
             used_at: row.try_get("used_at")?,
@@ -407,11 +441,13 @@ pub async fn rotate_refresh_token(
 /// Revokes every token of a family (a login session).
 #[tracing::instrument(skip_all, fields(family_id))]
 pub async fn revoke_family(pool: &AnyPool, family_id: &str) -> Result<u64> {
-    let result = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
-        .bind(family_id)
-        .bind(now_ms())
-        .execute(pool)
-        .await?;
+    let result = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
     Ok(result.rows_affected())
 }
 

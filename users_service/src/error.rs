@@ -33,9 +33,10 @@ pub enum Error {
     Conflict(String),
     #[error("rate limited for {retry_after} s")]
     RateLimited { retry_after: u64 },
-    /// A problem produced elsewhere (an extractor, the shared token verifier).
+    /// A problem produced elsewhere (an extractor, the shared token verifier); boxed because
+    /// it is much larger than every other variant.
     #[error("{0}")]
-    Problem(#[from] Problem),
+    Problem(Box<Problem>),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -56,7 +57,7 @@ impl From<Error> for Problem {
             Error::NotFound(detail) => Problem::not_found(detail),
             Error::Conflict(detail) => Problem::conflict(detail),
             Error::RateLimited { retry_after } => Problem::rate_limited(retry_after),
-            Error::Problem(problem) => problem,
+            Error::Problem(problem) => *problem,
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Problem::internal()
@@ -66,6 +67,12 @@ impl From<Error> for Problem {
                 Problem::internal()
             }
         }
+    }
+}
+
+impl From<Problem> for Error {
+    fn from(problem: Problem) -> Self {
+        Self::Problem(Box::new(problem))
     }
 }
 

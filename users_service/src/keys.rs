@@ -17,7 +17,9 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow it.
-const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// A loaded signing key.
 pub struct SigningKey {
@@ -29,7 +31,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &common::auth::key_id(&self.public_key)).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &common::auth::key_id(&self.public_key))
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,8 +51,14 @@ fn pem(label: &str, der: &[u8]) -> String {
 fn pem_body(text: &str, label: &str) -> anyhow::Result<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
-    let start = text.find(&begin).with_context(|| format!("no `{begin}` line"))? + begin.len();
-    let stop = text[start..].find(&end).with_context(|| format!("no `{end}` line"))? + start;
+    let start = text
+        .find(&begin)
+        .with_context(|| format!("no `{begin}` line"))?
+        + begin.len();
+    let stop = text[start..]
+        .find(&end)
+        .with_context(|| format!("no `{end}` line"))?
+        + start;
     let body: String = text[start..stop].split_whitespace().collect();
     STANDARD.decode(body).context("the PEM body is not base64")
 }
@@ -66,10 +76,15 @@ impl SigningKey {
     /// A fresh random key.
     pub fn generate() -> anyhow::Result<Self> {
         let rng = ring::rand::SystemRandom::new();
-        let document = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
+        let document = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
         let pkcs8 = document.as_ref().to_vec();
-        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("reading the new key: {e}"))?;
-        Ok(Self { public_key: pair.public_key().as_ref().to_vec(), pkcs8 })
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| anyhow::anyhow!("reading the new key: {e}"))?;
+        Ok(Self {
+            public_key: pair.public_key().as_ref().to_vec(),
+            pkcs8,
+        })
     }
 
     pub fn private_pem(&self) -> String {
@@ -108,7 +123,9 @@ fn write_temp(path: &Path, contents: &str) -> anyhow::Result<PathBuf> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    let mut file = options
+        .open(&temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     Ok(temp)
@@ -131,7 +148,8 @@ fn write_public_key(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
 /// `path`, which is someone else's when another process won the race.
 pub fn create_key_file(path: &Path) -> anyhow::Result<(SigningKey, bool)> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let key = SigningKey::generate()?;
     let temp = write_temp(path, &key.private_pem())?;
@@ -148,7 +166,8 @@ pub fn create_key_file(path: &Path) -> anyhow::Result<(SigningKey, bool)> {
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     SigningKey::from_pem(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -162,7 +181,10 @@ pub fn load_or_generate(path: &Path, generate: bool) -> anyhow::Result<SigningKe
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !generate {
-                bail!("{} does not exist and JWT_GENERATE_KEY is false", path.display());
+                bail!(
+                    "{} does not exist and JWT_GENERATE_KEY is false",
+                    path.display()
+                );
             }
             let (key, created) = create_key_file(path)?;
             if created {
@@ -201,12 +223,22 @@ mod tests {
                 })
             })
             .collect();
-        let keys: Vec<Vec<u8>> =
-            handles.into_iter().map(|h| h.join().expect("thread").expect("key")).collect();
-        assert!(keys.windows(2).all(|w| w[0] == w[1]), "replicas disagree on the key");
+        let keys: Vec<Vec<u8>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread").expect("key"))
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] == w[1]),
+            "replicas disagree on the key"
+        );
         let public = std::fs::read_to_string(public_key_path(&path)).expect("pub file");
-        assert_eq!(common::auth::ed25519_public_key_from_pem(&public).expect("spki"), keys[0]);
-        let leftovers = std::fs::read_dir(path.parent().expect("dir")).expect("list").count();
+        assert_eq!(
+            common::auth::ed25519_public_key_from_pem(&public).expect("spki"),
+            keys[0]
+        );
+        let leftovers = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .count();
         assert_eq!(leftovers, 2, "only the key and its .pub remain");
     }
 
@@ -219,7 +251,10 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_key_is_refused() {
-        assert!(SigningKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(SigningKey::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        )
+        .is_err());
         assert!(SigningKey::from_pem("hello").is_err());
     }
 }

@@ -36,14 +36,19 @@ enum Command {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        let server = common::config::ServerSettings::from_env(config::DEFAULT_LISTEN_ADDR, config::DEFAULT_INSTANCE_NAME)?;
+        let server = common::config::ServerSettings::from_env(
+            config::DEFAULT_LISTEN_ADDR,
+            config::DEFAULT_INSTANCE_NAME,
+        )?;
         return Ok(common::healthcheck::run(server.listen_addr).await);
     }
     let settings = Settings::from_env()?;
     common::telemetry::init(settings.server.log_format);
     match cli.command {
         None | Some(Command::Serve) => users_service::serve(settings).await?,
-        Some(Command::CreateAdmin { username, email }) => commands::create_admin_command(&settings, username, email).await?,
+        Some(Command::CreateAdmin { username, email }) => {
+            commands::create_admin_command(&settings, username, email).await?
+        }
         Some(Command::GenKey { out }) => commands::gen_key_command(&out)?,
         Some(Command::Healthcheck) => {}
     }

@@ -17,17 +17,29 @@ pub struct UsersMetrics {
 impl UsersMetrics {
     /// Creates the metrics and registers them with the service's registry.
     pub fn register(metrics: &Metrics) -> anyhow::Result<Self> {
-        let registrations = metrics.register(IntCounter::new("users_registrations_total", "Accounts created through POST /register.")?)?;
+        let registrations = metrics.register(IntCounter::new(
+            "users_registrations_total",
+            "Accounts created through POST /register.",
+        )?)?;
         let logins = metrics.register(IntCounterVec::new(
-            Opts::new("users_logins_total", "Login attempts by result: ok, failed (any bad credential), rate_limited."),
+            Opts::new(
+                "users_logins_total",
+                "Login attempts by result: ok, failed (any bad credential), rate_limited.",
+            ),
             &["result"],
         )?)?;
         let argon2_seconds = metrics.register(Histogram::with_opts(
-            HistogramOpts::new("users_argon2_seconds", "Time to hash or verify one password with argon2id (seconds).")
-                .buckets(SLOW_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "users_argon2_seconds",
+                "Time to hash or verify one password with argon2id (seconds).",
+            )
+            .buckets(SLOW_BUCKETS.to_vec()),
         )?)?;
         let refreshes = metrics.register(IntCounterVec::new(
-            Opts::new("users_token_refreshes_total", "Refresh token uses by result: ok, reused (family revoked), invalid."),
+            Opts::new(
+                "users_token_refreshes_total",
+                "Refresh token uses by result: ok, reused (family revoked), invalid.",
+            ),
             &["result"],
         )?)?;
         for result in LOGIN_RESULTS {
@@ -36,7 +48,12 @@ impl UsersMetrics {
         for result in REFRESH_RESULTS {
             refreshes.with_label_values(&[result]);
         }
-        Ok(Self { registrations, logins, argon2_seconds, refreshes })
+        Ok(Self {
+            registrations,
+            logins,
+            argon2_seconds,
+            refreshes,
+        })
     }
 
     pub fn login(&self, result: &str) {

@@ -28,13 +28,23 @@ pub struct Passwords {
 impl Passwords {
     /// Builds the hasher and computes the dummy hash used for unknown users.
     pub fn new(settings: Argon2Settings, seconds: Histogram) -> anyhow::Result<Self> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut random = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut random);
         let dummy_hash = hash_with(&argon2, &hex::encode(random))?;
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(settings.max_concurrent)), dummy_hash, seconds })
+        Ok(Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+            dummy_hash,
+            seconds,
+        })
     }
 
     /// The permits bounding concurrent hashes (tests hold them to keep a request in flight).
@@ -47,7 +57,12 @@ impl Passwords {
         F: FnOnce(&Argon2<'static>) -> anyhow::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self.permits.clone().acquire_owned().await.context("argon2 permits closed")?;
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("argon2 permits closed")?;
         let argon2 = self.argon2.clone();
         let span = tracing::Span::current();
         let started = Instant::now();
@@ -62,7 +77,8 @@ impl Passwords {
     #[tracing::instrument(skip_all)]
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
         let password = password.clone();
-        self.run_blocking(move |argon2| hash_with(argon2, password.expose())).await
+        self.run_blocking(move |argon2| hash_with(argon2, password.expose()))
+            .await
     }
 
     /// Whether `password` matches `stored` (in constant time). With `stored = None` (unknown
@@ -74,8 +90,11 @@ impl Passwords {
         let password = password.clone();
         let matches = self
             .run_blocking(move |argon2| {
-                let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-                Ok(argon2.verify_password(password.expose().as_bytes(), &parsed).is_ok())
+                let parsed =
+                    PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+                Ok(argon2
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok())
             })
             .await?;
         Ok(known && matches)
@@ -86,7 +105,9 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = argon2.hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    let hash = argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     Ok(hash.to_string())
 }
 
@@ -95,8 +116,16 @@ mod tests {
     use super::*;
 
     fn passwords() -> Passwords {
-        let histogram = Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).expect("histogram");
-        Passwords::new(Argon2Settings { max_concurrent: 2, ..Argon2Settings::default() }, histogram).expect("hasher")
+        let histogram =
+            Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).expect("histogram");
+        Passwords::new(
+            Argon2Settings {
+                max_concurrent: 2,
+                ..Argon2Settings::default()
+            },
+            histogram,
+        )
+        .expect("hasher")
     }
 
     fn password(raw: &str) -> Password {
@@ -106,16 +135,31 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_own_password_only() {
         let passwords = passwords();
-        let hash = passwords.hash(&password("correct horse")).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(passwords.verify(&password("correct horse"), Some(&hash)).await.expect("verify"));
-        assert!(!passwords.verify(&password("wrong horse"), Some(&hash)).await.expect("verify"));
+        let hash = passwords
+            .hash(&password("correct horse"))
+            .await
+            .expect("hash");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(passwords
+            .verify(&password("correct horse"), Some(&hash))
+            .await
+            .expect("verify"));
+        assert!(!passwords
+            .verify(&password("wrong horse"), Some(&hash))
+            .await
+            .expect("verify"));
     }
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
         let passwords = passwords();
-        assert!(!passwords.verify(&password("anything at all"), None).await.expect("verify"));
+        assert!(!passwords
+            .verify(&password("anything at all"), None)
+            .await
+            .expect("verify"));
     }
 
     #[tokio::test]

@@ -11,7 +11,10 @@ use std::{
 };
 
 use axum::{extract::ConnectInfo, http::HeaderMap};
-use governor::{clock::{Clock, DefaultClock}, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
 use ipnet::IpNet;
 
 /// How often (in checks) idle keys are dropped so the limiter's memory stays bounded.
@@ -60,12 +63,18 @@ impl LoginLimiter {
     pub fn check_user(&self, username: &str) -> Result<(), u64> {
         // Bounded key length: a huge made-up username must not cost memory.
         let key: String = username.chars().take(64).collect::<String>().to_lowercase();
-        self.per_user.check_key(&key).map_err(|n| self.retry_after(&n))
+        self.per_user
+            .check_key(&key)
+            .map_err(|n| self.retry_after(&n))
     }
 }
 
 /// The client's IP address for a request.
-pub fn client_ip(connect_info: Option<&ConnectInfo<SocketAddr>>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(
+    connect_info: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> IpAddr {
     let Some(ConnectInfo(peer)) = connect_info else {
         return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     };
@@ -116,7 +125,10 @@ mod tests {
         assert!(limiter.check_ip(ip).is_ok());
         let wait = limiter.check_ip(ip).expect_err("third attempt");
         assert!((1..=30).contains(&wait), "{wait}");
-        assert!(limiter.check_ip("10.0.0.2".parse().expect("ip")).is_ok(), "other IPs are unaffected");
+        assert!(
+            limiter.check_ip("10.0.0.2".parse().expect("ip")).is_ok(),
+            "other IPs are unaffected"
+        );
     }
 
     #[test]
@@ -128,13 +140,21 @@ mod tests {
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
-        let ip = client_ip(Some(&peer("203.0.113.9")), &forwarded(&["1.2.3.4"]), &trusted());
+        let ip = client_ip(
+            Some(&peer("203.0.113.9")),
+            &forwarded(&["1.2.3.4"]),
+            &trusted(),
+        );
         assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().expect("ip"));
     }
 
     #[test]
     fn behind_a_trusted_proxy_the_right_most_forwarded_entry_is_the_client() {
-        let ip = client_ip(Some(&peer("127.0.0.1")), &forwarded(&["6.6.6.6, 198.51.100.7", "192.0.2.1"]), &trusted());
+        let ip = client_ip(
+            Some(&peer("127.0.0.1")),
+            &forwarded(&["6.6.6.6, 198.51.100.7", "192.0.2.1"]),
+            &trusted(),
+        );
         assert_eq!(ip, "192.0.2.1".parse::<IpAddr>().expect("ip"));
     }
 

@@ -58,12 +58,22 @@ pub async fn build(settings: &Settings) -> anyhow::Result<UsersApp> {
     let key = tokio::task::spawn_blocking(move || keys::load_or_generate(&key_file, generate))
         .await?
         .map_err(|e| e.context("JWT_SIGNING_KEY_FILE"))?;
-    let signer = TokenSigner::new(&key, &settings.issuer, &settings.audience, settings.access_token_ttl);
+    let signer = TokenSigner::new(
+        &key,
+        &settings.issuer,
+        &settings.audience,
+        settings.access_token_ttl,
+    );
     // Verified exactly as the other services do, from the public key alone.
-    let verifier = TokenVerifier::from_public_keys(&[signer.public_key().to_vec()], &settings.issuer, &settings.audience);
+    let verifier = TokenVerifier::from_public_keys(
+        &[signer.public_key().to_vec()],
+        &settings.issuer,
+        &settings.audience,
+    );
 
     let (argon2, seconds) = (settings.argon2, users_metrics.argon2_seconds.clone());
-    let passwords = Arc::new(tokio::task::spawn_blocking(move || Passwords::new(argon2, seconds)).await??);
+    let passwords =
+        Arc::new(tokio::task::spawn_blocking(move || Passwords::new(argon2, seconds)).await??);
     if let Some(admin) = &settings.bootstrap_admin {
         commands::bootstrap_admin(&db, &passwords, admin).await?;
     }
@@ -73,7 +83,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<UsersApp> {
         signer: Arc::new(signer),
         verifier: Arc::new(verifier),
         passwords: passwords.clone(),
-        limiter: Arc::new(LoginLimiter::new(settings.login_rate_per_ip, settings.login_rate_per_user)),
+        limiter: Arc::new(LoginLimiter::new(
+            settings.login_rate_per_ip,
+            settings.login_rate_per_user,
+        )),
         metrics: users_metrics,
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         refresh_token_ttl: settings.refresh_token_ttl,
@@ -90,13 +103,22 @@ pub async fn build(settings: &Settings) -> anyhow::Result<UsersApp> {
         readiness,
         openapi: openapi::document()?,
     });
-    Ok(UsersApp { router, db, argon2_permits: passwords.permits() })
+    Ok(UsersApp {
+        router,
+        db,
+        argon2_permits: passwords.permits(),
+    })
 }
 
 /// `serve`: binds `LISTEN_ADDR` and serves until SIGTERM/SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = build(&settings).await?;
-    let application = Application::bind(settings.server.listen_addr, app.router, settings.server.shutdown_grace).await?;
+    let application = Application::bind(
+        settings.server.listen_addr,
+        app.router,
+        settings.server.shutdown_grace,
+    )
+    .await?;
     tracing::info!(addr = %application.local_addr()?, instance = settings.server.instance_name, "users_service listening");
     application.run_until_stopped(shutdown_signal()).await?;
     app.db.close().await;

@@ -36,7 +36,9 @@ impl TokenSigner {
         Self {
             key: EncodingKey::from_ed_der(&key.pkcs8),
             header,
-            jwks: JwkSet { keys: vec![Jwk::ed25519(&key.public_key)] },
+            jwks: JwkSet {
+                keys: vec![Jwk::ed25519(&key.public_key)],
+            },
             public_key: key.public_key.clone(),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -69,7 +71,10 @@ impl TokenSigner {
             jti: Uuid::new_v4(),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key)?;
-        Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
+        Ok(AccessToken {
+            token,
+            expires_in: self.ttl.as_secs(),
+        })
     }
 }
 
@@ -97,9 +102,13 @@ mod tests {
         let id = Uuid::now_v7();
         let token = signer.issue(id, "alice", Role::Admin).expect("signed");
         assert_eq!(token.expires_in, 60);
-        let verifier = TokenVerifier::from_public_keys(&[key.public_key.clone()], "iss", "aud");
+        let verifier =
+            TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
         let claims = verifier.verify(&token.token).await.expect("valid");
-        assert_eq!((claims.sub, claims.name.as_str(), claims.role), (id, "alice", Role::Admin));
+        assert_eq!(
+            (claims.sub, claims.name.as_str(), claims.role),
+            (id, "alice", Role::Admin)
+        );
         assert_eq!(claims.exp - claims.iat, 60);
     }
 
@@ -107,8 +116,11 @@ mod tests {
     async fn a_token_for_another_audience_is_refused() {
         let key = SigningKey::generate().expect("key");
         let signer = TokenSigner::new(&key, "iss", "other", Duration::from_secs(60));
-        let token = signer.issue(Uuid::now_v7(), "bob", Role::User).expect("signed");
-        let verifier = TokenVerifier::from_public_keys(&[key.public_key.clone()], "iss", "aud");
+        let token = signer
+            .issue(Uuid::now_v7(), "bob", Role::User)
+            .expect("signed");
+        let verifier =
+            TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
         assert!(verifier.verify(&token.token).await.is_err());
     }
 
@@ -117,7 +129,9 @@ mod tests {
         let (a, b) = (new_refresh_token(), new_refresh_token());
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(URL_SAFE_NO_PAD.decode(&a).is_ok_and(|bytes| bytes.len() == 32));
+        assert!(URL_SAFE_NO_PAD
+            .decode(&a)
+            .is_ok_and(|bytes| bytes.len() == 32));
     }
 
     #[test]

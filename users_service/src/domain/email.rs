@@ -13,12 +13,18 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         if raw.len() > Self::MAX_LEN {
-            return Err(format!("`email` must be at most {} characters long.", Self::MAX_LEN));
+            return Err(format!(
+                "`email` must be at most {} characters long.",
+                Self::MAX_LEN
+            ));
         }
         let invalid = || format!("`email` is not a valid email address: {raw:?}.");
         let parsed = email_address::EmailAddress::parse_with_options(
             raw,
-            email_address::Options::default().without_display_text().without_domain_literal().with_required_tld(),
+            email_address::Options::default()
+                .without_display_text()
+                .without_domain_literal()
+                .with_required_tld(),
         )
         .map_err(|_| invalid())?;
         // Single-label domains (`user@localhost`) are valid syntax but never deliverable here.
@@ -51,19 +57,35 @@ mod tests {
 
     #[test]
     fn an_ordinary_address_is_accepted() {
-        for raw in ["alice@example.com", "first.last+tag@sub.example.org", "x_y-z@a.io"] {
+        for raw in [
+            "alice@example.com",
+            "first.last+tag@sub.example.org",
+            "x_y-z@a.io",
+        ] {
             assert_eq!(Email::parse(raw).map(|e| e.to_string()), Ok(raw.to_owned()));
         }
     }
 
     #[test]
     fn surrounding_whitespace_is_trimmed() {
-        assert_eq!(Email::parse("  bob@example.com ").map(|e| e.to_string()), Ok("bob@example.com".to_owned()));
+        assert_eq!(
+            Email::parse("  bob@example.com ").map(|e| e.to_string()),
+            Ok("bob@example.com".to_owned())
+        );
     }
 
     #[test]
     fn strings_that_are_not_addresses_are_rejected() {
-        for raw in ["", "plainaddress", "@example.com", "alice@", "alice@@example.com", "a b@example.com", "alice@localhost", "Alice <alice@example.com>"] {
+        for raw in [
+            "",
+            "plainaddress",
+            "@example.com",
+            "alice@",
+            "alice@@example.com",
+            "a b@example.com",
+            "alice@localhost",
+            "Alice <alice@example.com>",
+        ] {
             let err = Email::parse(raw).expect_err(raw);
             assert!(err.contains("`email`"), "{err}");
         }

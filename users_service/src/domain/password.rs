@@ -16,10 +16,16 @@ impl Password {
         // Counting stops early, so a megabyte-long password is refused without scanning it all.
         let len = raw.chars().take(Self::MAX_LEN + 1).count();
         if len < Self::MIN_LEN {
-            return Err(format!("`password` must be at least {} characters long.", Self::MIN_LEN));
+            return Err(format!(
+                "`password` must be at least {} characters long.",
+                Self::MIN_LEN
+            ));
         }
         if len > Self::MAX_LEN {
-            return Err(format!("`password` must be at most {} characters long.", Self::MAX_LEN));
+            return Err(format!(
+                "`password` must be at most {} characters long.",
+                Self::MAX_LEN
+            ));
         }
         Ok(Self(SecretString::from(raw)))
     }
@@ -35,20 +41,31 @@ mod tests {
 
     #[test]
     fn a_password_of_eight_to_128_characters_is_accepted() {
-        for raw in ["12345678".to_owned(), "p".repeat(128), "ünïcødé€".to_owned()] {
-            assert_eq!(Password::parse(&raw).map(|p| p.expose().to_owned()).ok(), Some(raw));
+        for raw in [
+            "12345678".to_owned(),
+            "p".repeat(128),
+            "ünïcødé€".to_owned(),
+        ] {
+            assert_eq!(
+                Password::parse(&raw).map(|p| p.expose().to_owned()).ok(),
+                Some(raw)
+            );
         }
     }
 
     #[test]
     fn a_password_shorter_than_eight_characters_is_rejected() {
-        assert!(Password::parse("1234567").expect_err("short").contains("`password`"));
+        assert!(Password::parse("1234567")
+            .expect_err("short")
+            .contains("`password`"));
         assert!(Password::parse("").is_err());
     }
 
     #[test]
     fn a_password_longer_than_128_characters_is_rejected() {
-        assert!(Password::parse(&"p".repeat(129)).expect_err("long").contains("at most 128"));
+        assert!(Password::parse(&"p".repeat(129))
+            .expect_err("long")
+            .contains("at most 128"));
     }
 
     #[test]

@@ -21,7 +21,10 @@ impl Username {
                 Self::MAX_LEN
             ));
         }
-        if let Some(bad) = raw.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
             return Err(format!(
                 "`username` may contain only letters A-Z, digits, '_', '.' and '-' (found {bad:?})."
             ));
@@ -53,7 +56,10 @@ mod tests {
     #[test]
     fn a_name_of_allowed_characters_is_accepted() {
         for name in ["abc", "Alice_1", "a.b-c", "x".repeat(32).as_str()] {
-            assert_eq!(Username::parse(name).map(|u| u.to_string()), Ok(name.to_owned()));
+            assert_eq!(
+                Username::parse(name).map(|u| u.to_string()),
+                Ok(name.to_owned())
+            );
         }
     }
 
@@ -78,6 +84,8 @@ mod tests {
 
     #[test]
     fn every_rejection_names_the_field() {
-        assert!(Username::parse("x").expect_err("too short").contains("`username`"));
+        assert!(Username::parse("x")
+            .expect_err("too short")
+            .contains("`username`"));
     }
 }

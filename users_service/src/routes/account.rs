@@ -15,7 +15,9 @@ use super::{CurrentUser, ProblemBody, UserView};
 use crate::{error::Result, startup::AppState};
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/me", get(me)).route("/auth/verify", get(verify))
+    Router::new()
+        .route("/me", get(me))
+        .route("/auth/verify", get(verify))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -65,11 +67,21 @@ struct Identity {
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn verify(CurrentUser(user): CurrentUser) -> Result<Response> {
     let headers = [
-        ("x-user-id", HeaderValue::from_str(&user.id.to_string()).map_err(anyhow::Error::new)?),
+        (
+            "x-user-id",
+            HeaderValue::from_str(&user.id.to_string()).map_err(anyhow::Error::new)?,
+        ),
         // Usernames are ASCII by construction, so they are valid header values.
-        ("x-user-name", HeaderValue::from_str(&user.username).map_err(anyhow::Error::new)?),
+        (
+            "x-user-name",
+            HeaderValue::from_str(&user.username).map_err(anyhow::Error::new)?,
+        ),
         ("x-user-role", HeaderValue::from_static(user.role.as_str())),
     ];
-    let identity = Identity { id: user.id, name: user.username.clone(), role: user.role };
+    let identity = Identity {
+        id: user.id,
+        name: user.username.clone(),
+        role: user.role,
+    };
     Ok((headers, AppJson(identity)).into_response())
 }

@@ -102,19 +102,30 @@ async fn list_users(
 ) -> Result<AppJson<UserPage>> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::Validation(format!("`limit` must be between 1 and {MAX_LIMIT}.")));
+        return Err(Error::Validation(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}."
+        )));
     }
     let after = query
         .cursor
         .as_deref()
         .map(Uuid::parse_str)
         .transpose()
-        .map_err(|_| Error::Validation("`cursor` is not a cursor returned by this endpoint.".to_owned()))?;
+        .map_err(|_| {
+            Error::Validation("`cursor` is not a cursor returned by this endpoint.".to_owned())
+        })?;
     let mut users = db::list_users(&state.db, after, limit + 1).await?;
     let more = users.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = if more { users.last().map(|u| u.id.to_string()) } else { None };
-    Ok(AppJson(UserPage { users: users.iter().map(AdminUserView::from).collect(), next_cursor }))
+    let next_cursor = if more {
+        users.last().map(|u| u.id.to_string())
+    } else {
+        None
+    };
+    Ok(AppJson(UserPage {
+        users: users.iter().map(AdminUserView::from).collect(),
+        next_cursor,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -150,15 +161,23 @@ async fn update_user(
     AppJson(change): AppJson<UserChange>,
 ) -> Result<AppJson<AdminUserView>> {
     if change.disabled.is_none() && change.role.is_none() {
-        return Err(Error::Validation("Give at least one of `disabled` and `role`.".to_owned()));
+        return Err(Error::Validation(
+            "Give at least one of `disabled` and `role`.".to_owned(),
+        ));
     }
     if id == admin.id && (change.disabled == Some(true) || change.role == Some(Role::User)) {
-        return Err(Error::Conflict("Admins cannot disable or demote themselves; ask another admin.".to_owned()));
+        return Err(Error::Conflict(
+            "Admins cannot disable or demote themselves; ask another admin.".to_owned(),
+        ));
     }
     let user = db::update_user(&state.db, id, change.disabled, change.role)
         .await?
         .ok_or_else(|| Error::NotFound(format!("There is no user with id {id}.")))?;
-    tracing::info!(disabled = user.is_disabled(), role = user.role.as_str(), "user updated");
+    tracing::info!(
+        disabled = user.is_disabled(),
+        role = user.role.as_str(),
+        "user updated"
+    );
     Ok(AppJson(AdminUserView::from(&user)))
 }
 
@@ -186,7 +205,10 @@ struct Stats {
     )
 )]
 #[tracing::instrument(skip_all, fields(admin_id = %admin.id))]
-async fn stats(State(state): State<AppState>, CurrentAdmin(admin): CurrentAdmin) -> Result<AppJson<Stats>> {
+async fn stats(
+    State(state): State<AppState>,
+    CurrentAdmin(admin): CurrentAdmin,
+) -> Result<AppJson<Stats>> {
     let s = db::stats(&state.db).await?;
     Ok(AppJson(Stats {
         users: s.users,

@@ -1,6 +1,9 @@
 //! Accounts and sessions: `POST /register`, `/login`, `/token/refresh`, `/logout`.
 
-use std::{convert::Infallible, net::{IpAddr, SocketAddr}};
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts, State},
@@ -44,7 +47,11 @@ impl FromRequestParts<AppState> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
-        Ok(Self(client_ip(peer, &parts.headers, &state.trusted_proxies)))
+        Ok(Self(client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
     }
 }
 
@@ -106,7 +113,10 @@ struct TokenPair {
     )
 )]
 #[tracing::instrument(skip_all, fields(username = %body.username))]
-async fn register(State(state): State<AppState>, AppJson(body): AppJson<RegisterRequest>) -> Result<impl IntoResponse> {
+async fn register(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RegisterRequest>,
+) -> Result<impl IntoResponse> {
     let username = Username::parse(&body.username).map_err(Error::Validation)?;
     let email = Email::parse(&body.email).map_err(Error::Validation)?;
     let password = Password::parse(&body.password).map_err(Error::Validation)?;
@@ -124,19 +134,47 @@ async fn register(State(state): State<AppState>, AppJson(body): AppJson<Register
 }
 
 /// Issues an access token and a new refresh token (in `family_id`).
-async fn issue_pair(state: &AppState, user: &db::User, family_id: &str, rotated_from: Option<&str>) -> Result<Option<TokenPair>> {
+async fn issue_pair(
+    state: &AppState,
+    user: &db::User,
+    family_id: &str,
+    rotated_from: Option<&str>,
+) -> Result<Option<TokenPair>> {
     let refresh_token = new_refresh_token();
     let new_hash = hash_refresh_token(&refresh_token);
     match rotated_from {
         Some(old_hash) => {
-            if !db::rotate_refresh_token(&state.db, old_hash, &new_hash, user.id, family_id, state.refresh_token_ttl).await? {
+            if !db::rotate_refresh_token(
+                &state.db,
+                old_hash,
+                &new_hash,
+                user.id,
+                family_id,
+                state.refresh_token_ttl,
+            )
+            .await?
+            {
                 return Ok(None);
             }
         }
-        None => db::insert_refresh_token(&state.db, &new_hash, user.id, family_id, state.refresh_token_ttl).await?,
+        None => {
+            db::insert_refresh_token(
+                &state.db,
+                &new_hash,
+                user.id,
+                family_id,
+                state.refresh_token_ttl,
+            )
+            .await?
+        }
     }
     let access = state.signer.issue(user.id, &user.username, user.role)?;
-    Ok(Some(TokenPair { token: access.token, token_type: "Bearer", expires_in: access.expires_in, refresh_token }))
+    Ok(Some(TokenPair {
+        token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token,
+    }))
 }
 
 /// Checks a username and password and starts a session.
@@ -162,19 +200,28 @@ async fn login(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<LoginRequest>,
 ) -> Result<AppJson<TokenPair>> {
-    let limited = state.limiter.check_ip(ip).and_then(|()| state.limiter.check_user(&body.username));
+    let limited = state
+        .limiter
+        .check_ip(ip)
+        .and_then(|()| state.limiter.check_user(&body.username));
     if let Err(retry_after) = limited {
         state.metrics.login("rate_limited");
         tracing::warn!(retry_after, "login rate limited");
         return Err(Error::RateLimited { retry_after });
     }
     // Malformed input cannot match any account; refuse it without hashing, with the same answer.
-    let (Ok(username), Ok(password)) = (Username::parse(&body.username), Password::parse(&body.password)) else {
+    let (Ok(username), Ok(password)) = (
+        Username::parse(&body.username),
+        Password::parse(&body.password),
+    ) else {
         state.metrics.login("failed");
         return Err(Error::InvalidCredentials);
     };
     let user = db::find_user_by_username(&state.db, username.as_str()).await?;
-    let matches = state.passwords.verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    let matches = state
+        .passwords
+        .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?;
     let Some(user) = user.filter(|_| matches) else {
         state.metrics.login("failed");
         return Err(Error::InvalidCredentials);
@@ -217,7 +264,10 @@ fn reused_refresh_token() -> Error {
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id, family_id))]
-async fn refresh(State(state): State<AppState>, AppJson(body): AppJson<RefreshRequest>) -> Result<AppJson<TokenPair>> {
+async fn refresh(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<AppJson<TokenPair>> {
     let old_hash = hash_refresh_token(&body.refresh_token);
     let Some(stored) = db::find_refresh_token(&state.db, &old_hash).await? else {
         state.metrics.refresh("invalid");
@@ -275,7 +325,10 @@ async fn refresh(State(state): State<AppState>, AppJson(body): AppJson<RefreshRe
     )
 )]
 #[tracing::instrument(skip_all, fields(family_id))]
-async fn logout(State(state): State<AppState>, AppJson(body): AppJson<RefreshRequest>) -> Result<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<StatusCode> {
     let hash = hash_refresh_token(&body.refresh_token);
     if let Some(stored) = db::find_refresh_token(&state.db, &hash).await? {
         tracing::Span::current().record("family_id", stored.family_id.as_str());

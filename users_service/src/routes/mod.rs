@@ -45,7 +45,10 @@ pub fn router(state: AppState) -> Router {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -82,9 +85,9 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let auth = AuthUser::from_request_parts(parts, state).await?;
-        let user = db::find_user(&state.db, auth.id)
-            .await?
-            .ok_or_else(|| Error::Unauthorized("The account of this access token no longer exists.".to_owned()))?;
+        let user = db::find_user(&state.db, auth.id).await?.ok_or_else(|| {
+            Error::Unauthorized("The account of this access token no longer exists.".to_owned())
+        })?;
         if user.is_disabled() {
             return Err(Error::AccountDisabled);
         }
@@ -101,7 +104,9 @@ impl FromRequestParts<AppState> for CurrentAdmin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
         if user.role != Role::Admin {
-            return Err(Error::Forbidden("This endpoint needs the admin role.".to_owned()));
+            return Err(Error::Forbidden(
+                "This endpoint needs the admin role.".to_owned(),
+            ));
         }
         Ok(Self(user))
     }

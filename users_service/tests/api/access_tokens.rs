@@ -27,7 +27,9 @@ async fn a_token_with_a_tampered_signature_returns_401(backend: Backend) {
     let user = app.register_user().await;
     let token = app.login_user(&user).await.access;
     let (unsigned, signature) = token.rsplit_once('.').expect("three parts");
-    let mut bytes = URL_SAFE_NO_PAD.decode(signature).expect("base64url signature");
+    let mut bytes = URL_SAFE_NO_PAD
+        .decode(signature)
+        .expect("base64url signature");
     bytes[0] ^= 0x01;
     let tampered = format!("{unsigned}.{}", URL_SAFE_NO_PAD.encode(bytes));
     assert_problem(app.me(&tampered).await, StatusCode::UNAUTHORIZED).await;
@@ -40,9 +42,15 @@ async fn a_token_with_tampered_claims_returns_401(backend: Backend) {
     let token = app.login_user(&user).await.access;
     let parts: Vec<&str> = token.split('.').collect();
     let mut claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("payload")).expect("claims");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("payload"))
+            .expect("claims");
     claims["role"] = json!("admin");
-    let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
     assert_problem(app.admin_stats(&forged).await, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -50,7 +58,8 @@ async fn an_unsigned_alg_none_token_returns_401(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.register_user().await;
     let header = json!({"alg": "none", "typ": "JWT", "kid": app.signing_key().key_id()});
-    let claims = serde_json::to_value(claims_for(&user, Role::Admin, now_secs(), 600)).expect("claims");
+    let claims =
+        serde_json::to_value(claims_for(&user, Role::Admin, now_secs(), 600)).expect("claims");
     let token = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -68,7 +77,12 @@ async fn an_hs256_token_keyed_with_the_public_key_returns_401(backend: Backend) 
     header.kid = Some(key.key_id());
     let claims = claims_for(&user, Role::Admin, now_secs(), 600);
     for secret in [key.public_key.clone(), key.public_pem().into_bytes()] {
-        let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&secret)).expect("sign");
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .expect("sign");
         assert_problem(app.me(&token).await, StatusCode::UNAUTHORIZED).await;
     }
 }
@@ -80,17 +94,34 @@ async fn a_token_signed_by_another_key_returns_401(backend: Backend) {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(app.signing_key().key_id());
     let claims = claims_for(&user, Role::User, now_secs(), 600);
-    let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_der(&other.pkcs8)).expect("sign");
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&other.pkcs8),
+    )
+    .expect("sign");
     assert_problem(app.me(&token).await, StatusCode::UNAUTHORIZED).await;
 }
 
 async fn a_missing_or_garbled_authorization_header_returns_401(backend: Backend) {
     let app = spawn_app(backend).await;
     let response = app.get("/me").await;
-    assert_eq!(response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
     assert_problem(response, StatusCode::UNAUTHORIZED).await;
     assert_problem(app.me("not-a-jwt").await, StatusCode::UNAUTHORIZED).await;
-    let basic = app.client.get(app.url("/me")).basic_auth("user", Some("pw")).send().await.expect("request");
+    let basic = app
+        .client
+        .get(app.url("/me"))
+        .basic_auth("user", Some("pw"))
+        .send()
+        .await
+        .expect("request");
     assert_problem(basic, StatusCode::UNAUTHORIZED).await;
 }
 

@@ -25,7 +25,13 @@ async fn auth_verify_returns_the_identity_headers(backend: Backend) {
     let tokens = app.login_user(&user).await;
     let response = app.verify(&tokens.access).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     assert_eq!(header("x-user-id"), Some(user.id.to_string()));
     assert_eq!(header("x-user-name"), Some(user.username.clone()));
     assert_eq!(header("x-user-role"), Some("user".to_owned()));
@@ -36,7 +42,11 @@ async fn auth_verify_without_a_valid_token_returns_401(backend: Backend) {
     let response = app.get("/auth/verify").await;
     assert!(response.headers().get("x-user-id").is_none());
     assert_problem(response, StatusCode::UNAUTHORIZED).await;
-    assert_problem(app.verify("eyJhbGciOiJFZERTQSJ9.e30.AAAA").await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.verify("eyJhbGciOiJFZERTQSJ9.e30.AAAA").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }
 
 async fn the_jwks_publishes_the_key_that_verifies_issued_tokens(backend: Backend) {
@@ -48,7 +58,15 @@ async fn the_jwks_publishes_the_key_that_verifies_issued_tokens(backend: Backend
     let set: JwkSet = response.json().await.expect("jwks");
     assert_eq!(set.keys.len(), 1);
     let jwk = &set.keys[0];
-    assert_eq!((jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str(), jwk.use_.as_str()), ("OKP", "Ed25519", "EdDSA", "sig"));
+    assert_eq!(
+        (
+            jwk.kty.as_str(),
+            jwk.crv.as_str(),
+            jwk.alg.as_str(),
+            jwk.use_.as_str()
+        ),
+        ("OKP", "Ed25519", "EdDSA", "sig")
+    );
     let header = jsonwebtoken::decode_header(&token).expect("header");
     assert_eq!(header.kid.as_deref(), Some(jwk.kid.as_str()));
     // Another service verifies with the published key alone, as images and inference do.
@@ -57,16 +75,25 @@ async fn the_jwks_publishes_the_key_that_verifies_issued_tokens(backend: Backend
         common::auth::DEFAULT_ISSUER,
         common::auth::DEFAULT_AUDIENCE,
     );
-    let claims = verifier.verify(&token).await.expect("verified from the JWKS");
+    let claims = verifier
+        .verify(&token)
+        .await
+        .expect("verified from the JWKS");
     assert_eq!(claims.sub, user.id);
     assert_eq!(claims.name, user.username);
 }
 
 async fn the_public_key_file_matches_the_jwks(backend: Backend) {
     let app = spawn_app(backend).await;
-    let pem = std::fs::read_to_string(users_service::keys::public_key_path(&app.key_file)).expect(".pub file");
+    let pem = std::fs::read_to_string(users_service::keys::public_key_path(&app.key_file))
+        .expect(".pub file");
     let public = common::auth::ed25519_public_key_from_pem(&pem).expect("SPKI PEM");
-    let set: JwkSet = app.get("/.well-known/jwks.json").await.json().await.expect("jwks");
+    let set: JwkSet = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("jwks");
     assert_eq!(set.keys[0].kid, common::auth::key_id(&public));
 }
 

@@ -6,12 +6,21 @@ use std::{process::Stdio, sync::Arc, time::Duration};
 use reqwest::StatusCode;
 use tokio::{io::AsyncWriteExt, process::Command};
 
-use crate::helpers::{spawn_app, spawn_instance, test_settings, unique_name, Backend, TestDatabase, Tokens};
+use crate::helpers::{
+    spawn_app, spawn_instance, test_settings, unique_name, Backend, TestDatabase, Tokens,
+};
 
 /// The built binary with a clean environment for the variables it reads.
 fn users_service(database: &TestDatabase) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_users_service"));
-    for name in ["ADMIN_USERNAME", "ADMIN_EMAIL", "ADMIN_PASSWORD", "LISTEN_ADDR", "INSTANCE_NAME", "MAX_IN_FLIGHT"] {
+    for name in [
+        "ADMIN_USERNAME",
+        "ADMIN_EMAIL",
+        "ADMIN_PASSWORD",
+        "LISTEN_ADDR",
+        "INSTANCE_NAME",
+        "MAX_IN_FLIGHT",
+    ] {
         command.env_remove(name);
     }
     command
@@ -27,65 +36,134 @@ async fn create_admin_makes_an_admin_who_can_log_in(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let username = unique_name("boss");
     let output = users_service(&database)
-        .args(["create-admin", "--username", &username, "--email", &format!("{username}@example.com")])
+        .args([
+            "create-admin",
+            "--username",
+            &username,
+            "--email",
+            &format!("{username}@example.com"),
+        ])
         .env("ADMIN_PASSWORD", "a long admin password")
         .output()
         .await
         .expect("run create-admin");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let app = spawn_instance(database.clone(), test_settings(&database, "users-test")).await;
     let tokens = Tokens::from_response(app.login(&username, "a long admin password").await).await;
-    assert_eq!(app.admin_stats(&tokens.access).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.admin_stats(&tokens.access).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn create_admin_reads_the_password_from_standard_input(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let username = unique_name("boss");
     let mut child = users_service(&database)
-        .args(["create-admin", "--username", &username, "--email", &format!("{username}@example.com")])
+        .args([
+            "create-admin",
+            "--username",
+            &username,
+            "--email",
+            &format!("{username}@example.com"),
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn create-admin");
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"password from stdin\n").await.expect("write password");
+    stdin
+        .write_all(b"password from stdin\n")
+        .await
+        .expect("write password");
     drop(stdin);
     let output = child.wait_with_output().await.expect("create-admin");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let app = spawn_instance(database.clone(), test_settings(&database, "users-test")).await;
-    assert_eq!(app.login(&username, "password from stdin").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&username, "password from stdin").await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn create_admin_refuses_a_short_password_and_a_taken_name(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let run = |password: &str| {
         let mut command = users_service(&database);
-        command.args(["create-admin", "--username", "boss", "--email", "boss@example.com"]).env("ADMIN_PASSWORD", password);
+        command
+            .args([
+                "create-admin",
+                "--username",
+                "boss",
+                "--email",
+                "boss@example.com",
+            ])
+            .env("ADMIN_PASSWORD", password);
         async move { command.output().await.expect("run create-admin") }
     };
     let short = run("short").await;
     assert!(!short.status.success());
-    assert!(String::from_utf8_lossy(&short.stderr).contains("password"), "{}", String::from_utf8_lossy(&short.stderr));
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
     assert!(run("long enough password").await.status.success());
     let taken = run("long enough password").await;
     assert!(!taken.status.success());
-    assert!(String::from_utf8_lossy(&taken.stderr).contains("already"), "{}", String::from_utf8_lossy(&taken.stderr));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("already"),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
 }
 
 #[tokio::test]
 async fn gen_key_writes_a_key_and_its_public_half_and_never_overwrites() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let out = database.dir.path().join("fresh/signing.pem");
-    let output = users_service(&database).args(["gen-key", "--out"]).arg(&out).output().await.expect("gen-key");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let key = users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key")).expect("pem");
+    let output = users_service(&database)
+        .args(["gen-key", "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .expect("gen-key");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key =
+        users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key"))
+            .expect("pem");
     let public = std::fs::read_to_string(users_service::keys::public_key_path(&out)).expect(".pub");
-    assert_eq!(common::auth::ed25519_public_key_from_pem(&public).expect("spki"), key.public_key);
+    assert_eq!(
+        common::auth::ed25519_public_key_from_pem(&public).expect("spki"),
+        key.public_key
+    );
 
-    let again = users_service(&database).args(["gen-key", "--out"]).arg(&out).output().await.expect("gen-key");
-    assert!(!again.status.success(), "an existing key must not be replaced");
-    let unchanged = users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key")).expect("pem");
+    let again = users_service(&database)
+        .args(["gen-key", "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .expect("gen-key");
+    assert!(
+        !again.status.success(),
+        "an existing key must not be replaced"
+    );
+    let unchanged =
+        users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key"))
+            .expect("pem");
     assert_eq!(unchanged.public_key, key.public_key);
 }
 
@@ -93,17 +171,33 @@ async fn gen_key_writes_a_key_and_its_public_half_and_never_overwrites() {
 async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
     let app = spawn_app(Backend::Sqlite).await;
     let addr = app.address.trim_start_matches("http://").to_owned();
-    let status = users_service(&app.database).arg("healthcheck").env("LISTEN_ADDR", &addr).status().await.expect("run");
+    let status = users_service(&app.database)
+        .arg("healthcheck")
+        .env("LISTEN_ADDR", &addr)
+        .status()
+        .await
+        .expect("run");
     assert!(status.success());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    let status = users_service(&app.database).arg("healthcheck").env("LISTEN_ADDR", closed.to_string()).status().await.expect("run");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let status = users_service(&app.database)
+        .arg("healthcheck")
+        .env("LISTEN_ADDR", closed.to_string())
+        .status()
+        .await
+        .expect("run");
     assert!(!status.success());
 }
 
 #[tokio::test]
 async fn serve_runs_until_sigterm_and_then_exits_cleanly() {
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let mut child = users_service(&database)
         .env("LISTEN_ADDR", addr.to_string())
         .env("INSTANCE_NAME", "users-9")
@@ -111,23 +205,43 @@ async fn serve_runs_until_sigterm_and_then_exits_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let response = loop {
         if let Ok(response) = client.get(format!("http://{addr}/readyz")).send().await {
             break response;
         }
-        assert!(tokio::time::Instant::now() < deadline, "serve never answered");
-        assert!(child.try_wait().expect("child").is_none(), "serve exited early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve never answered"
+        );
+        assert!(
+            child.try_wait().expect("child").is_none(),
+            "serve exited early"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-served-by"], "users-9");
-    assert!(database.key_file().is_file(), "the signing key was generated at start");
+    assert!(
+        database.key_file().is_file(),
+        "the signing key was generated at start"
+    );
 
     let pid = child.id().expect("pid").to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill").success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits in time").expect("wait");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
     assert!(status.success(), "{status:?}");
 }
 

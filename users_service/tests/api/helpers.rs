@@ -57,10 +57,16 @@ async fn fresh_postgres_database() -> String {
     };
     sqlx::any::install_default_drivers();
     let name = format!("t_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&server).await.expect("connect to TEST_POSTGRES_URL");
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+    let mut conn = sqlx::AnyConnection::connect(&server)
+        .await
+        .expect("connect to TEST_POSTGRES_URL");
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
     conn.close().await.expect("close");
-    let (base, query) = server.split_once('?').map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
+    let (base, query) = server
+        .split_once('?')
+        .map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
@@ -86,11 +92,17 @@ pub fn test_settings(db: &TestDatabase, instance: &str) -> Settings {
         audience: common::auth::DEFAULT_AUDIENCE.to_owned(),
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(2_592_000),
-        argon2: Argon2Settings { max_concurrent: 2, ..Argon2Settings::default() },
+        argon2: Argon2Settings {
+            max_concurrent: 2,
+            ..Argon2Settings::default()
+        },
         login_rate_per_ip: 1000.try_into().expect("non-zero"),
         login_rate_per_user: 1000.try_into().expect("non-zero"),
-        trusted_proxies: users_service::config::parse_cidrs("TRUSTED_PROXY_CIDRS", "127.0.0.0/8,::1/128")
-            .expect("cidrs"),
+        trusted_proxies: users_service::config::parse_cidrs(
+            "TRUSTED_PROXY_CIDRS",
+            "127.0.0.0/8,::1/128",
+        )
+        .expect("cidrs"),
         bootstrap_admin: None,
     }
 }
@@ -128,7 +140,10 @@ impl Tokens {
         let body: Value = response.json().await.expect("json");
         Self {
             access: body["token"].as_str().expect("token").to_owned(),
-            refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
         }
     }
 }
@@ -148,8 +163,12 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 
 /// Starts one instance on `database` (replicas of one test share it).
 pub async fn spawn_instance(database: Arc<TestDatabase>, settings: Settings) -> TestApp {
-    let app = users_service::build(&settings).await.expect("the application builds");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    let app = users_service::build(&settings)
+        .await
+        .expect("the application builds");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
     let address = format!("http://{}", listener.local_addr().expect("local addr"));
     let (stop, stopped) = oneshot::channel::<()>();
     let server = Application::from_listener(listener, app.router, settings.server.shutdown_grace);
@@ -193,21 +212,39 @@ impl TestApp {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "{} never became ready", self.address);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never became ready",
+                self.address
+            );
             tokio::task::yield_now().await;
         }
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Posts raw bytes as `application/json` (for malformed or oversized bodies).
@@ -222,7 +259,11 @@ impl TestApp {
     }
 
     pub async fn register(&self, username: &str, email: &str, password: &str) -> Response {
-        self.post_json("/register", &json!({"username": username, "email": email, "password": password})).await
+        self.post_json(
+            "/register",
+            &json!({"username": username, "email": email, "password": password}),
+        )
+        .await
     }
 
     /// Registers a new unique user and returns it.
@@ -231,10 +272,22 @@ impl TestApp {
         let email = format!("{username}@example.com");
         let password = format!("pw-{}", Uuid::new_v4());
         let response = self.register(&username, &email, &password).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "registration failed");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "registration failed"
+        );
         let body: Value = response.json().await.expect("json");
-        let id = body["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()).expect("id");
-        TestUser { id, username, email, password }
+        let id = body["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .expect("id");
+        TestUser {
+            id,
+            username,
+            email,
+            password,
+        }
     }
 
     /// Registers a user and makes them an admin directly in the database.
@@ -249,7 +302,11 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.post_json("/login", &json!({"username": username, "password": password})).await
+        self.post_json(
+            "/login",
+            &json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     pub async fn login_user(&self, user: &TestUser) -> Tokens {
@@ -257,11 +314,13 @@ impl TestApp {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_json("/token/refresh", &json!({"refresh_token": refresh_token})).await
+        self.post_json("/token/refresh", &json!({"refresh_token": refresh_token}))
+            .await
     }
 
     pub async fn logout(&self, refresh_token: &str) -> Response {
-        self.post_json("/logout", &json!({"refresh_token": refresh_token})).await
+        self.post_json("/logout", &json!({"refresh_token": refresh_token}))
+            .await
     }
 
     pub async fn me(&self, token: &str) -> Response {
@@ -273,7 +332,8 @@ impl TestApp {
     }
 
     pub async fn admin_users(&self, token: &str, query: &str) -> Response {
-        self.get_with_token(&format!("/admin/users{query}"), token).await
+        self.get_with_token(&format!("/admin/users{query}"), token)
+            .await
     }
 
     pub async fn patch_user(&self, token: &str, id: &str, body: &Value) -> Response {
@@ -292,7 +352,8 @@ impl TestApp {
 
     /// The signing key, read from the key file as the service does.
     pub fn signing_key(&self) -> SigningKey {
-        SigningKey::from_pem(&std::fs::read_to_string(&self.key_file).expect("key file")).expect("key")
+        SigningKey::from_pem(&std::fs::read_to_string(&self.key_file).expect("key file"))
+            .expect("key")
     }
 
     /// Signs `claims` with the service's own key (for expired or otherwise crafted tokens).
@@ -300,7 +361,12 @@ impl TestApp {
         let key = self.signing_key();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some(key.key_id());
-        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(&key.pkcs8)).expect("sign")
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&key.pkcs8),
+        )
+        .expect("sign")
     }
 
     /// A metric's value from `/metrics` (the sum over series matching `selector`).
@@ -335,19 +401,43 @@ pub fn now_secs() -> i64 {
 /// Asserts an RFC 9457 problem with `status` and returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    assert!(response.headers().contains_key("x-request-id"), "problem without X-Request-Id");
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "problem without X-Request-Id"
+    );
     let body: Value = response.json().await.expect("problem body is JSON");
     assert_eq!(body["status"], status.as_u16(), "{body}");
-    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    assert!(body["request_id"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
     body
 }
 
 /// The `detail` of a problem response with `status`.
 pub async fn problem_detail(response: Response, status: StatusCode) -> String {
-    assert_problem(response, status).await["detail"].as_str().unwrap_or_default().to_owned()
+    assert_problem(response, status).await["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -7,11 +7,30 @@ use crate::helpers::{assert_problem, spawn_app, Backend};
 
 async fn every_response_names_the_instance_and_the_request(backend: Backend) {
     let app = spawn_app(backend).await;
-    for response in [app.get("/healthz").await, app.get("/me").await, app.get("/no/such/route").await] {
-        assert_eq!(response.headers().get("x-served-by").and_then(|v| v.to_str().ok()), Some("users-test"));
-        assert!(response.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    for response in [
+        app.get("/healthz").await,
+        app.get("/me").await,
+        app.get("/no/such/route").await,
+    ] {
+        assert_eq!(
+            response
+                .headers()
+                .get("x-served-by")
+                .and_then(|v| v.to_str().ok()),
+            Some("users-test")
+        );
+        assert!(response
+            .headers()
+            .get("x-request-id")
+            .is_some_and(|v| !v.is_empty()));
     }
-    let response = app.client.get(app.url("/me")).header("x-request-id", "trace-me-42").send().await.expect("request");
+    let response = app
+        .client
+        .get(app.url("/me"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let body = assert_problem(response, StatusCode::UNAUTHORIZED).await;
     assert_eq!(body["request_id"], "trace-me-42");
@@ -31,14 +50,23 @@ async fn readiness_and_liveness_answer_200(backend: Backend) {
 async fn readiness_fails_when_the_database_is_gone(backend: Backend) {
     let app = spawn_app(backend).await;
     app.pool.close().await;
-    assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
 
 async fn the_openapi_document_is_generated_for_every_endpoint(backend: Backend) {
     let app = spawn_app(backend).await;
     let doc: Value = app.get("/openapi.json").await.json().await.expect("json");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
     for (path, method) in [
         ("/register", "post"),
         ("/login", "post"),
@@ -51,7 +79,10 @@ async fn the_openapi_document_is_generated_for_every_endpoint(backend: Backend) 
         ("/admin/users/{id}", "patch"),
         ("/admin/stats", "get"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
@@ -64,13 +95,29 @@ async fn metrics_are_labelled_with_service_and_instance(backend: Backend) {
         text.lines().any(|line| {
             line.starts_with(&format!("{name}{{"))
                 && labels.iter().all(|label| line.contains(label))
-                && [r#"server="users-test""#, r#"service="users""#].iter().all(|label| line.contains(label))
+                && [r#"server="users-test""#, r#"service="users""#]
+                    .iter()
+                    .all(|label| line.contains(label))
         })
     };
     assert!(series("users_registrations_total", &[]), "{text}");
     assert_eq!(app.metric("users_registrations_total", None).await, 1.0);
-    assert!(series("http_requests_total", &[r#"method="POST""#, r#"route="/register""#, r#"status="2xx""#]), "{text}");
-    for name in ["users_logins_total", "users_argon2_seconds_bucket", "users_token_refreshes_total"] {
+    assert!(
+        series(
+            "http_requests_total",
+            &[
+                r#"method="POST""#,
+                r#"route="/register""#,
+                r#"status="2xx""#
+            ]
+        ),
+        "{text}"
+    );
+    for name in [
+        "users_logins_total",
+        "users_argon2_seconds_bucket",
+        "users_token_refreshes_total",
+    ] {
         assert!(series(name, &[]), "{name} missing");
     }
 }

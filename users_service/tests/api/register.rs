@@ -8,14 +8,30 @@ use crate::helpers::{assert_problem, problem_detail, spawn_app, unique_name, Bac
 async fn registering_with_valid_data_returns_201_and_the_profile(backend: Backend) {
     let app = spawn_app(backend).await;
     let name = unique_name("Alice");
-    let response = app.register(&name, &format!("{name}@example.com"), "correct horse battery").await;
+    let response = app
+        .register(
+            &name,
+            &format!("{name}@example.com"),
+            "correct horse battery",
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["username"], name.as_str());
     assert_eq!(body["email"], format!("{name}@example.com"));
     assert_eq!(body["role"], "user");
-    assert!(body["id"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()), "{body}");
-    assert!(body["created_at"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{body}");
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()),
+        "{body}"
+    );
+    assert!(
+        body["created_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{body}"
+    );
     assert!(body.get("password_hash").is_none() && body.get("password").is_none());
 }
 
@@ -27,14 +43,23 @@ async fn the_password_is_stored_only_as_an_argon2id_hash(backend: Backend) {
         .fetch_one(&app.pool)
         .await
         .expect("row");
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
     assert!(!hash.contains(&user.password));
 }
 
 async fn a_taken_username_in_any_letter_case_returns_409(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.register_user().await;
-    let response = app.register(&user.username.to_uppercase(), "other@example.com", "password123").await;
+    let response = app
+        .register(
+            &user.username.to_uppercase(),
+            "other@example.com",
+            "password123",
+        )
+        .await;
     let detail = problem_detail(response, StatusCode::CONFLICT).await;
     assert!(detail.contains("username"), "{detail}");
 }
@@ -42,7 +67,13 @@ async fn a_taken_username_in_any_letter_case_returns_409(backend: Backend) {
 async fn a_taken_email_returns_409(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.register_user().await;
-    let response = app.register(&unique_name("other"), &user.email.to_uppercase(), "password123").await;
+    let response = app
+        .register(
+            &unique_name("other"),
+            &user.email.to_uppercase(),
+            "password123",
+        )
+        .await;
     let detail = problem_detail(response, StatusCode::CONFLICT).await;
     assert!(detail.contains("email"), "{detail}");
 }
@@ -53,13 +84,23 @@ async fn every_invalid_field_returns_422_naming_the_field(backend: Backend) {
     let long_name = "n".repeat(33);
     let cases = [
         ("ab", "a@example.com", "password123", "username"),
-        (long_name.as_str(), "a@example.com", "password123", "username"),
+        (
+            long_name.as_str(),
+            "a@example.com",
+            "password123",
+            "username",
+        ),
         ("has space", "a@example.com", "password123", "username"),
         ("bad!char", "a@example.com", "password123", "username"),
         ("valid_name", "not-an-email", "password123", "email"),
         ("valid_name", "a@localhost", "password123", "email"),
         ("valid_name", "a@example.com", "short", "password"),
-        ("valid_name", "a@example.com", long_password.as_str(), "password"),
+        (
+            "valid_name",
+            "a@example.com",
+            long_password.as_str(),
+            "password",
+        ),
     ];
     for (username, email, password, field) in cases {
         let response = app.register(username, email, password).await;
@@ -71,14 +112,22 @@ async fn every_invalid_field_returns_422_naming_the_field(backend: Backend) {
 async fn an_unknown_field_returns_422_naming_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let body = json!({"username": "someone", "email": "s@example.com", "password": "password123", "is_admin": true});
-    let detail = problem_detail(app.post_json("/register", &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let detail = problem_detail(
+        app.post_json("/register", &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(detail.contains("is_admin"), "{detail}");
 }
 
 async fn a_missing_field_returns_422_naming_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let body = json!({"username": "someone", "password": "password123"});
-    let detail = problem_detail(app.post_json("/register", &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let detail = problem_detail(
+        app.post_json("/register", &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(detail.contains("email"), "{detail}");
 }
 
@@ -90,14 +139,22 @@ async fn malformed_json_returns_400(backend: Backend) {
 
 async fn a_body_over_16_kib_returns_413(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = json!({"username": "someone", "email": "s@example.com", "password": "x".repeat(17 * 1024)}).to_string();
+    let body =
+        json!({"username": "someone", "email": "s@example.com", "password": "x".repeat(17 * 1024)})
+            .to_string();
     let response = app.post_raw("/register", body).await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 }
 
 async fn a_body_that_is_not_json_returns_415(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app.client.post(app.url("/register")).body("username=x").send().await.expect("request");
+    let response = app
+        .client
+        .post(app.url("/register"))
+        .body("username=x")
+        .send()
+        .await
+        .expect("request");
     assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 }
 

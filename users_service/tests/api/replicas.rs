@@ -27,19 +27,31 @@ async fn four_replicas_started_at_once_share_users_and_one_signing_key(backend: 
     }
     let rotated = Tokens::from_response(replicas[2].refresh(&tokens.refresh).await).await;
     // Reuse detected by another replica revokes the family everywhere.
-    assert_eq!(replicas[3].refresh(&tokens.refresh).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(replicas[0].refresh(&rotated.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        replicas[3].refresh(&tokens.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        replicas[0].refresh(&rotated.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 async fn concurrent_registrations_across_replicas_all_land(backend: Backend) {
     let replicas = start_four_replicas(backend).await;
     let registrations = (0..12).map(|i| replicas[i % replicas.len()].register_user());
     let users = futures::future::join_all(registrations).await;
-    let logins = users.iter().enumerate().map(|(i, u)| replicas[(i + 1) % replicas.len()].login(&u.username, &u.password));
+    let logins = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| replicas[(i + 1) % replicas.len()].login(&u.username, &u.password));
     for response in futures::future::join_all(logins).await {
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&replicas[0].pool).await.expect("count");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&replicas[0].pool)
+        .await
+        .expect("count");
     assert_eq!(count, 12);
 }
 

@@ -17,7 +17,12 @@ async fn a_saturated_instance_sheds_with_503_and_recovers(backend: Backend) {
     .await;
     let user = app.register_user().await;
 
-    let held = app.argon2_permits.clone().acquire_owned().await.expect("take the only argon2 permit");
+    let held = app
+        .argon2_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("take the only argon2 permit");
     let login = tokio::spawn({
         let request = app.client.post(app.url("/login")).json(&serde_json::json!({
             "username": user.username, "password": user.password,
@@ -28,23 +33,38 @@ async fn a_saturated_instance_sheds_with_503_and_recovers(backend: Backend) {
     // Readiness turns 503 once the login occupies the slot (polled, bounded).
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.get("/readyz").await.status() != StatusCode::SERVICE_UNAVAILABLE {
-        assert!(Instant::now() < deadline, "the login never became in-flight");
+        assert!(
+            Instant::now() < deadline,
+            "the login never became in-flight"
+        );
         tokio::task::yield_now().await;
     }
 
     let started = Instant::now();
     let response = app.get("/.well-known/jwks.json").await;
     let elapsed = started.elapsed();
-    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(elapsed < Duration::from_secs(1), "shedding took {elapsed:?}: it queued");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "shedding took {elapsed:?}: it queued"
+    );
     assert!(!login.is_finished(), "the held login is still in flight");
     assert!(app.metric("http_requests_shed_total", None).await >= 1.0);
 
     drop(held);
     assert_eq!(login.await.expect("login task"), StatusCode::OK);
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
-    assert_eq!(app.get("/.well-known/jwks.json").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/.well-known/jwks.json").await.status(),
+        StatusCode::OK
+    );
 }
 
 on_both_databases!(a_saturated_instance_sheds_with_503_and_recovers);
