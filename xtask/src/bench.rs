@@ -96,6 +96,9 @@ pub struct BenchArgs {
     /// never figures to publish (the report says so).
     #[arg(long)]
     pub debug: bool,
+    /// Profile with callgrind even where perf works (exact, but very slow with the real model).
+    #[arg(long)]
+    pub callgrind: bool,
 }
 
 /// The password of the benchmark accounts (long enough for any policy).
@@ -385,7 +388,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if parts.contains(&Part::Profile) {
         step("part profile");
-        let result = profile::run(&bench)?;
+        let result = profile::run(&bench, args.callgrind)?;
         save(&mut report, Part::Profile, result)?;
     }
     step(format!(
