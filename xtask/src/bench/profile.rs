@@ -136,8 +136,10 @@ fn parse_perf(report: &str) -> Vec<(String, f64)> {
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| {
             let (share, rest) = l.trim().split_once('%')?;
+            // perf pads the symbol column and may add empty `-` columns after it.
             let symbol = rest
                 .trim()
+                .trim_end_matches([' ', '-'])
                 .trim_start_matches("[.]")
                 .trim_start_matches("[k]")
                 .trim();
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn perf_report_lines_become_symbols_with_shares() {
-        let text = "# Overhead  Symbol\n    42.10%  [.] tract_linalg::mmm\n     3.50%  [k] clear_page_erms\n";
+        let text = "# Overhead  Symbol\n    42.10%  [.] tract_linalg::mmm      -      -  \n     3.50%  [k] clear_page_erms\n";
         assert_eq!(
             parse_perf(text),
             vec![
