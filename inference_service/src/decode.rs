@@ -39,9 +39,7 @@ pub fn decode_rgb(bytes: &[u8], upload: &DecodeLimits) -> Result<RgbImage, Infer
     }
     let format = image::guess_format(bytes).map_err(|_| InferenceError::UnsupportedType)?;
     let kind = kind(format).ok_or(InferenceError::UnsupportedType)?;
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits(upload));
-    let image = reader.decode().map_err(|error| match error {
+    let classify = |error: ImageError| match error {
         ImageError::Limits(limit) => match limit.kind() {
             LimitErrorKind::DimensionError | LimitErrorKind::InsufficientMemory => {
                 InferenceError::TooManyPixels(limit.to_string())
@@ -51,15 +49,34 @@ pub fn decode_rgb(bytes: &[u8], upload: &DecodeLimits) -> Result<RgbImage, Infer
                 reason: limit.to_string(),
             },
         },
-        ImageError::Unsupported(reason) => InferenceError::Corrupt {
-            kind,
-            reason: reason.to_string(),
-        },
         other => InferenceError::Corrupt {
             kind,
             reason: other.to_string(),
         },
-    })?;
+    };
+    // The header alone says how large the RGB result will be: a grey or palette image inside the
+    // decoder's limit could still triple in size when converted.
+    let mut header = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut header_limits = Limits::default();
+    header_limits.max_alloc = Some(upload.max_decode_bytes);
+    header.limits(header_limits);
+    let (width, height) = header.into_dimensions().map_err(classify)?;
+    if width > upload.max_image_dimension || height > upload.max_image_dimension {
+        return Err(InferenceError::TooManyPixels(format!(
+            "{width}×{height} pixels exceed the limit of {} per side",
+            upload.max_image_dimension
+        )));
+    }
+    let rgb_bytes = u64::from(width) * u64::from(height) * 3;
+    if rgb_bytes > upload.max_decode_bytes {
+        return Err(InferenceError::TooManyPixels(format!(
+            "{width}×{height} pixels need {rgb_bytes} bytes, more than the {} bytes a decode may use",
+            upload.max_decode_bytes
+        )));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits(upload));
+    let image = reader.decode().map_err(classify)?;
     Ok(image.to_rgb8())
 }
 
@@ -135,6 +152,19 @@ mod tests {
         };
         let err = decode_rgb(&encoded(&gradient(100, 100), ImageFormat::Png), &limits)
             .expect_err("refused");
+        assert!(matches!(err, InferenceError::TooManyPixels(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_grey_image_whose_rgb_form_exceeds_the_memory_limit_is_refused_from_its_header() {
+        let grey = GrayImage::new(100, 100);
+        let mut out = Cursor::new(Vec::new());
+        grey.write_to(&mut out, ImageFormat::Png).expect("encode");
+        let limits = DecodeLimits {
+            max_decode_bytes: 20_000,
+            ..DecodeLimits::default()
+        };
+        let err = decode_rgb(out.get_ref(), &limits).expect_err("refused");
         assert!(matches!(err, InferenceError::TooManyPixels(_)), "{err:?}");
     }
 

@@ -220,6 +220,40 @@ mod tests {
     }
 
     #[test]
+    fn the_predictor_is_not_ready_until_a_model_is_installed() {
+        let settings = crate::config::Settings {
+            server: common::config::ServerSettings::from_env("127.0.0.1:0", "inference")
+                .expect("server settings"),
+            model_dir: "model".into(),
+            images_url: "http://127.0.0.1:8201".into(),
+            threshold: None,
+            pool: crate::config::PoolSettings::default(),
+            limits: DecodeLimits::default(),
+            cache_entries: 1,
+        };
+        let metrics =
+            common::metrics::Metrics::new("inference", "inference", common::metrics::SLOW_BUCKETS)
+                .expect("metrics");
+        let predictor = Predictor::new(
+            &settings,
+            InferenceMetrics::register(&metrics).expect("register"),
+        );
+        assert_eq!(
+            predictor.readiness(),
+            Err("the model is loading".to_owned())
+        );
+        assert!(matches!(
+            predictor.model(),
+            Err(InferenceError::ModelNotReady)
+        ));
+        predictor.set_state(ModelState::Failed("broken".into()));
+        assert!(predictor
+            .readiness()
+            .expect_err("failed")
+            .contains("broken"));
+    }
+
+    #[test]
     fn a_score_at_the_threshold_is_memorable() {
         assert_eq!(Label::of(0.75, 0.75), Label::Memorable);
     }

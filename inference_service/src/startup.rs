@@ -103,15 +103,20 @@ impl Application {
     ) -> anyhow::Result<()> {
         let mut states = self.predictor.subscribe();
         let failed = async move {
-            match states
+            let reason = match states
                 .wait_for(|s| matches!(s, ModelState::Failed(_)))
                 .await
             {
                 Ok(state) => match &*state {
-                    ModelState::Failed(reason) => reason.clone(),
-                    _ => String::new(),
+                    ModelState::Failed(reason) => Some(reason.clone()),
+                    _ => None,
                 },
-                Err(_) => std::future::pending().await,
+                Err(_) => None,
+            };
+            match reason {
+                Some(reason) => reason,
+                // The predictor outlives the server, so this only happens at shutdown.
+                None => std::future::pending().await,
             }
         };
         tokio::select! {

@@ -1,0 +1,8 @@
+//! inference_service over real HTTP, with the tiny model and the real images_service in-process.
+
+mod helpers;
+mod model;
+mod ops;
+mod overload;
+mod predict;
+mod rejections;
