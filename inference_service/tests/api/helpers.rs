@@ -85,7 +85,7 @@ impl TestKeys {
 
     pub fn verifier(&self) -> Arc<TokenVerifier> {
         Arc::new(TokenVerifier::from_public_keys(
-            &[self.public.clone()],
+            std::slice::from_ref(&self.public),
             DEFAULT_ISSUER,
             DEFAULT_AUDIENCE,
         ))
