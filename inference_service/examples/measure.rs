@@ -15,7 +15,10 @@ fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
@@ -25,7 +28,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn input(model: &LoadedModel, seed: usize) -> Vec<f32> {
-    (0..model.input_len()).map(|i| ((i * 31 + seed * 7) % 256) as f32 / 255.0).collect()
+    (0..model.input_len())
+        .map(|i| ((i * 31 + seed * 7) % 256) as f32 / 255.0)
+        .collect()
 }
 
 fn latency(model: &LoadedModel, executor: Executor, runs: usize) -> (f64, f64) {
@@ -46,9 +51,14 @@ fn throughput(model: &LoadedModel, workers: usize, threads: usize, images: usize
     std::thread::scope(|scope| {
         for worker in 0..workers {
             scope.spawn(move || {
-                let executor = if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread };
+                let executor = if threads > 1 {
+                    Executor::multithread(threads)
+                } else {
+                    Executor::SingleThread
+                };
                 for i in (worker..images).step_by(workers) {
-                    multithread_tract_scope(executor.clone(), || model.forward(input(model, i))).expect("forward");
+                    multithread_tract_scope(executor.clone(), || model.forward(input(model, i)))
+                        .expect("forward");
                 }
             });
         }
@@ -58,7 +68,10 @@ fn throughput(model: &LoadedModel, workers: usize, threads: usize, images: usize
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "data/models/resmem".to_owned()));
+    let dir = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "data/models/resmem".to_owned()),
+    );
     let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(20);
     let rss_before = rss_kib("VmRSS:");
     let manifest = Manifest::load(&dir)?;
@@ -73,7 +86,11 @@ fn main() -> anyhow::Result<()> {
     );
     multithread_tract_scope(Executor::SingleThread, || model.forward(input(&model, 0)))?;
     for threads in [1, 2] {
-        let executor = if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread };
+        let executor = if threads > 1 {
+            Executor::multithread(threads)
+        } else {
+            Executor::SingleThread
+        };
         let (p50, p99) = latency(&model, executor, runs);
         println!("batch-1 latency, {threads} thread(s): p50 {p50:.1} ms, p99 {p99:.1} ms over {runs} runs");
     }
