@@ -51,7 +51,9 @@ impl std::str::FromStr for Role {
         match s {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}` (expected `user` or `admin`)")),
+            other => Err(format!(
+                "unknown role `{other}` (expected `user` or `admin`)"
+            )),
         }
     }
 }
@@ -109,7 +111,9 @@ pub fn key_id(public_key: &[u8]) -> String {
 
 /// The raw 32-byte key inside an Ed25519 `PUBLIC KEY` PEM (SubjectPublicKeyInfo).
 pub fn ed25519_public_key_from_pem(pem: &str) -> anyhow::Result<Vec<u8>> {
-    const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    const SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64::engine::general_purpose::STANDARD.decode(body.trim())?;
     anyhow::ensure!(
@@ -143,7 +147,11 @@ impl From<AuthError> for Problem {
 
 enum KeySource {
     Fixed,
-    Jwks { urls: Vec<String>, client: reqwest::Client, last_fetch: Mutex<Option<Instant>> },
+    Jwks {
+        urls: Vec<String>,
+        client: reqwest::Client,
+        last_fetch: Mutex<Option<Instant>>,
+    },
 }
 
 /// Verifies access tokens against a set of Ed25519 public keys.
@@ -168,8 +176,15 @@ impl TokenVerifier {
 
     /// A verifier with fixed raw Ed25519 public keys (users_service's own, or a key file).
     pub fn from_public_keys(keys: &[Vec<u8>], issuer: &str, audience: &str) -> Self {
-        let keys = keys.iter().map(|k| (key_id(k), DecodingKey::from_ed_der(k))).collect();
-        Self { keys: RwLock::new(keys), source: KeySource::Fixed, validation: Self::validation(issuer, audience) }
+        let keys = keys
+            .iter()
+            .map(|k| (key_id(k), DecodingKey::from_ed_der(k)))
+            .collect();
+        Self {
+            keys: RwLock::new(keys),
+            source: KeySource::Fixed,
+            validation: Self::validation(issuer, audience),
+        }
     }
 
     /// A verifier that fetches keys from JWKS URLs (tried in order) when it meets an unknown `kid`.
@@ -180,7 +195,11 @@ impl TokenVerifier {
             .unwrap_or_default();
         Self {
             keys: RwLock::new(HashMap::new()),
-            source: KeySource::Jwks { urls, client, last_fetch: Mutex::new(None) },
+            source: KeySource::Jwks {
+                urls,
+                client,
+                last_fetch: Mutex::new(None),
+            },
             validation: Self::validation(issuer, audience),
         }
     }
@@ -192,23 +211,39 @@ impl TokenVerifier {
         let issuer: String = var_or("JWT_ISSUER", DEFAULT_ISSUER.to_owned())?;
         let audience: String = var_or("JWT_AUDIENCE", DEFAULT_AUDIENCE.to_owned())?;
         if let Some(path) = var::<String>("JWT_PUBLIC_KEY_FILE")? {
-            let pem = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError::new("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}")))?;
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}"))
+            })?;
             let key = ed25519_public_key_from_pem(&pem)
                 .map_err(|e| ConfigError::new("JWT_PUBLIC_KEY_FILE", format!("{path}: {e}")))?;
             return Ok(Self::from_public_keys(&[key], &issuer, &audience));
         }
-        let urls: String = var_or("JWKS_URL", "http://127.0.0.1:8101/.well-known/jwks.json".to_owned())?;
-        let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+        let urls: String = var_or(
+            "JWKS_URL",
+            "http://127.0.0.1:8101/.well-known/jwks.json".to_owned(),
+        )?;
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
         if urls.is_empty() {
-            return Err(ConfigError::new("JWKS_URL", "set at least one URL or JWT_PUBLIC_KEY_FILE"));
+            return Err(ConfigError::new(
+                "JWKS_URL",
+                "set at least one URL or JWT_PUBLIC_KEY_FILE",
+            ));
         }
         Ok(Self::from_jwks_urls(urls, &issuer, &audience))
     }
 
     /// Fetches the key set now (services call it at start so the first request is fast).
     pub async fn refresh(&self) -> Result<usize, AuthError> {
-        let KeySource::Jwks { urls, client, last_fetch } = &self.source else {
+        let KeySource::Jwks {
+            urls,
+            client,
+            last_fetch,
+        } = &self.source
+        else {
             return Ok(self.keys.read().await.len());
         };
         *last_fetch.lock().await = Some(Instant::now());
@@ -216,7 +251,11 @@ impl TokenVerifier {
             match fetch_jwks(client, url).await {
                 Ok(set) => {
                     let mut keys = HashMap::new();
-                    for jwk in set.keys.into_iter().filter(|k| k.kty == "OKP" && k.crv == "Ed25519") {
+                    for jwk in set
+                        .keys
+                        .into_iter()
+                        .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+                    {
                         match DecodingKey::from_ed_components(&jwk.x) {
                             Ok(key) => {
                                 keys.insert(jwk.kid, key);
@@ -239,8 +278,13 @@ impl TokenVerifier {
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(Some(key.clone()));
         }
-        let KeySource::Jwks { last_fetch, .. } = &self.source else { return Ok(None) };
-        let recently = last_fetch.lock().await.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL);
+        let KeySource::Jwks { last_fetch, .. } = &self.source else {
+            return Ok(None);
+        };
+        let recently = last_fetch
+            .lock()
+            .await
+            .is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL);
         let empty = self.keys.read().await.is_empty();
         if recently && !empty {
             return Ok(None);
@@ -267,14 +311,23 @@ impl TokenVerifier {
 }
 
 async fn fetch_jwks(client: &reqwest::Client, url: &str) -> anyhow::Result<JwkSet> {
-    Ok(client.get(url).send().await?.error_for_status()?.json().await?)
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
 }
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The authenticated caller, extracted from a verified bearer token.
@@ -311,6 +364,12 @@ where
         let token = bearer_token(parts).ok_or(AuthError::Missing)?.to_owned();
         let verifier = Arc::<TokenVerifier>::from_ref(state);
         let claims = verifier.verify(&token).await?;
-        Ok(AuthUser { id: claims.sub, name: claims.name.clone(), role: claims.role, token, claims })
+        Ok(AuthUser {
+            id: claims.sub,
+            name: claims.name.clone(),
+            role: claims.role,
+            token,
+            claims,
+        })
     }
 }

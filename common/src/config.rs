@@ -15,7 +15,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(name: &str, message: impl Into<String>) -> Self {
-        Self { name: name.to_owned(), message: message.into() }
+        Self {
+            name: name.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -88,8 +91,9 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Reads the shared settings; `default_addr` and `default_name` are the service's own defaults.
     pub fn from_env(default_addr: &str, default_name: &str) -> Result<Self, ConfigError> {
-        let default_addr: SocketAddr =
-            default_addr.parse().map_err(|e| ConfigError::new("LISTEN_ADDR", format!("{e}")))?;
+        let default_addr: SocketAddr = default_addr
+            .parse()
+            .map_err(|e| ConfigError::new("LISTEN_ADDR", format!("{e}")))?;
         let settings = Self {
             listen_addr: var_or("LISTEN_ADDR", default_addr)?,
             instance_name: var_or("INSTANCE_NAME", default_name.to_owned())?,
@@ -102,9 +106,15 @@ impl ServerSettings {
             return Err(ConfigError::new("MAX_IN_FLIGHT", "must be at least 1"));
         }
         if settings.instance_name.is_empty()
-            || !settings.instance_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !settings
+                .instance_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(ConfigError::new("INSTANCE_NAME", "use letters, digits, '-', '_' or '.'"));
+            return Err(ConfigError::new(
+                "INSTANCE_NAME",
+                "use letters, digits, '-', '_' or '.'",
+            ));
         }
         Ok(settings)
     }

@@ -7,10 +7,17 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 /// Asks `http://<addr>/readyz` (an unspecified bind address becomes loopback).
 pub async fn run(mut addr: SocketAddr) -> ExitCode {
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     let url = format!("http://{addr}/readyz");
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+    {
         Ok(client) => client,
         Err(e) => {
             eprintln!("healthcheck: {e}");
@@ -25,6 +32,18 @@ pub async fn run(mut addr: SocketAddr) -> ExitCode {
         }
         Err(e) => {
             eprintln!("healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `healthcheck` subcommand as every service runs it: read `LISTEN_ADDR` the way the service
+/// would (with the service's defaults) and ask its `/readyz`.
+pub async fn run_from_env(default_addr: &str, default_name: &str) -> ExitCode {
+    match crate::config::ServerSettings::from_env(default_addr, default_name) {
+        Ok(settings) => run(settings.listen_addr).await,
+        Err(e) => {
+            eprintln!("healthcheck: {e}");
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 //! - [`auth`]: EdDSA JWT claims, verification with a JWKS cache, the [`auth::AuthUser`] extractor.
 //! - [`metrics`]: the Prometheus registry and HTTP metrics every service exposes.
 //! - [`middleware`]: request id, `X-Served-By`, metrics, load shedding, timeouts, panics.
+//! - [`openapi`]: the bearer security scheme and problem schema of every OpenAPI document.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod healthcheck;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod server;

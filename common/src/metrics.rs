@@ -5,13 +5,18 @@
 //! matched route templates.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets for fast JSON endpoints (seconds).
-pub const FAST_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+pub const FAST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 /// Latency buckets for endpoints that hash passwords, move megabytes or run a model (seconds).
-pub const SLOW_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const SLOW_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The registry plus the HTTP metrics the middleware records.
 #[derive(Clone)]
@@ -26,21 +31,35 @@ pub struct Metrics {
 impl Metrics {
     /// A registry labelled with `service` and `server`, with process metrics and HTTP metrics.
     pub fn new(service: &str, server: &str, buckets: &[f64]) -> anyhow::Result<Self> {
-        let labels = [("service".to_owned(), service.to_owned()), ("server".to_owned(), server.to_owned())];
+        let labels = [
+            ("service".to_owned(), service.to_owned()),
+            ("server".to_owned(), server.to_owned()),
+        ];
         let registry = Registry::new_custom(None, Some(labels.into_iter().collect()))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered, by route template, method and status class."),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route template, method and status class.",
+            ),
             &["method", "route", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer an HTTP request, by route template.")
-                .buckets(buckets.to_vec()),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template.",
+            )
+            .buckets(buckets.to_vec()),
             &["method", "route"],
         )?;
-        let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being handled now.")?;
+        let in_flight = IntGauge::new(
+            "http_requests_in_flight",
+            "HTTP requests being handled now.",
+        )?;
         let shed = IntCounter::new(
             "http_requests_shed_total",
             "Requests refused with 503 because MAX_IN_FLIGHT requests were already being handled.",
@@ -49,11 +68,20 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(shed.clone()))?;
-        Ok(Self { registry, requests, duration, in_flight, shed })
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            shed,
+        })
     }
 
     /// Registers a service's own metric.
-    pub fn register<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) -> anyhow::Result<C> {
+    pub fn register<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        collector: C,
+    ) -> anyhow::Result<C> {
         self.registry.register(Box::new(collector.clone()))?;
         Ok(collector)
     }
@@ -87,7 +115,10 @@ mod tests {
     #[test]
     fn every_metric_carries_service_and_server_labels() {
         let metrics = Metrics::new("users", "users-2", FAST_BUCKETS).expect("metrics");
-        metrics.requests.with_label_values(&["GET", "/me", "2xx"]).inc();
+        metrics
+            .requests
+            .with_label_values(&["GET", "/me", "2xx"])
+            .inc();
         let text = metrics.render();
         assert!(text.contains(r#"http_requests_total{method="GET",route="/me",server="users-2",service="users",status="2xx"} 1"#), "{text}");
     }

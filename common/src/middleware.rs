@@ -5,7 +5,10 @@
 //! timeout and load shedding: once `MAX_IN_FLIGHT` requests are being handled, new ones get 503 +
 //! `Retry-After` at once instead of queueing, so the gateway can fail over to the backup.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -23,7 +26,11 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{metrics::{status_class, Metrics}, problem::REQUEST_ID, Problem};
+use crate::{
+    metrics::{status_class, Metrics},
+    problem::REQUEST_ID,
+    Problem,
+};
 
 /// `X-Request-Id`.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,7 +46,10 @@ pub struct Shedder {
 
 impl Shedder {
     pub fn new(max_in_flight: usize, metrics: Metrics) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max_in_flight)), metrics }
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+            metrics,
+        }
     }
 
     /// True while every permit is taken: `/readyz` answers 503 then.
@@ -48,7 +58,11 @@ impl Shedder {
     }
 }
 
-async fn shed_when_saturated(State(shedder): State<Shedder>, request: Request, next: Next) -> Response {
+async fn shed_when_saturated(
+    State(shedder): State<Shedder>,
+    request: Request,
+    next: Next,
+) -> Response {
     match shedder.permits.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
         Err(_) => {
@@ -65,7 +79,10 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
         Err(_) => Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
-            format!("The request took longer than {} s and was abandoned.", limit.as_secs()),
+            format!(
+                "The request took longer than {} s and was abandoned.",
+                limit.as_secs()
+            ),
         )
         .retry_after(1)
         .into_response(),
@@ -89,8 +106,14 @@ async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -
     let response = REQUEST_ID.scope(request_id, next.run(request)).await;
     metrics.in_flight.dec();
     let status = status_class(response.status().as_u16());
-    metrics.requests.with_label_values(&[method.as_str(), route.as_str(), status]).inc();
-    metrics.duration.with_label_values(&[method.as_str(), route.as_str()]).observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[method.as_str(), route.as_str(), status])
+        .inc();
+    metrics
+        .duration
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -108,7 +131,8 @@ pub fn guard_app(app: Router, shedder: Shedder, timeout: Duration) -> Router {
 /// Wraps every route (application and ops) with request id, served-by, tracing, metrics and
 /// panic handling.
 pub fn common_layers(router: Router, metrics: Metrics, instance_name: &str) -> Router {
-    let served_by = HeaderValue::from_str(instance_name).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let served_by = HeaderValue::from_str(instance_name)
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     router.layer(middleware::from_fn_with_state(metrics, observe)).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))

@@ -43,19 +43,31 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<OpsState>) -> Response {
     if state.shedder.is_saturated() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "saturated"}))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "saturated"})),
+        )
+            .into_response();
     }
     match (state.readiness)().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reason) => {
             tracing::warn!(%reason, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": reason}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not ready", "reason": reason})),
+            )
+                .into_response()
         }
     }
 }
 
 async fn metrics(State(state): State<OpsState>) -> Response {
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn openapi(State(state): State<OpsState>) -> Response {
@@ -63,11 +75,21 @@ async fn openapi(State(state): State<OpsState>) -> Response {
 }
 
 /// The ops routes of a service.
-pub fn router(metrics: Metrics, shedder: Shedder, readiness: ReadinessCheck, openapi: serde_json::Value) -> Router {
+pub fn router(
+    metrics: Metrics,
+    shedder: Shedder,
+    readiness: ReadinessCheck,
+    openapi: serde_json::Value,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(self::metrics))
         .route("/openapi.json", get(self::openapi))
-        .with_state(OpsState { metrics, shedder, readiness, openapi: Arc::new(openapi) })
+        .with_state(OpsState {
+            metrics,
+            shedder,
+            readiness,
+            openapi: Arc::new(openapi),
+        })
 }

@@ -84,11 +84,19 @@ impl Problem {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
     }
     pub fn unsupported_media(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", detail)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            detail,
+        )
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many attempts; wait before trying again.")
-            .retry_after(retry_after_secs)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many attempts; wait before trying again.",
+        )
+        .retry_after(retry_after_secs)
     }
     pub fn overloaded(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", detail).retry_after(1)
@@ -129,7 +137,10 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -143,11 +154,15 @@ impl IntoResponse for Problem {
 impl From<JsonRejection> for Problem {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(e) => Problem::validation(format!("Invalid request body: {}", e.body_text())),
-            JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!("Malformed JSON: {}", e.body_text())),
-            JsonRejection::MissingJsonContentType(_) => {
-                Problem::unsupported_media("Send the body as JSON with `Content-Type: application/json`.")
+            JsonRejection::JsonDataError(e) => {
+                Problem::validation(format!("Invalid request body: {}", e.body_text()))
             }
+            JsonRejection::JsonSyntaxError(e) => {
+                Problem::bad_request(format!("Malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => Problem::unsupported_media(
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Problem::too_large("The request body is larger than this endpoint accepts.")
             }
@@ -199,7 +214,10 @@ mod tests {
     async fn a_problem_renders_as_problem_json_with_retry_after() {
         let response = Problem::rate_limited(7).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 
@@ -208,7 +226,9 @@ mod tests {
         let body = REQUEST_ID
             .scope("req-1".to_owned(), async {
                 let response = Problem::not_found("no such image").into_response();
-                axum::body::to_bytes(response.into_body(), 1024).await.expect("body")
+                axum::body::to_bytes(response.into_body(), 1024)
+                    .await
+                    .expect("body")
             })
             .await;
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json");

@@ -2,11 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use axum::{
-    http::StatusCode,
-    response::IntoResponse,
-    Router,
-};
+use axum::{http::StatusCode, response::IntoResponse, Router};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
@@ -28,7 +24,11 @@ pub struct ServiceParts {
 }
 
 async fn not_found() -> impl IntoResponse {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "There is no such endpoint; see /openapi.json.")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "There is no such endpoint; see /openapi.json.",
+    )
 }
 
 /// The full router: application routes behind shedding and timeout, ops routes beside them, and
@@ -36,7 +36,12 @@ async fn not_found() -> impl IntoResponse {
 pub fn build_router(parts: ServiceParts) -> Router {
     let shedder = Shedder::new(parts.settings.max_in_flight, parts.metrics.clone());
     let app = guard_app(parts.app, shedder.clone(), parts.settings.request_timeout);
-    let ops = ops::router(parts.metrics.clone(), shedder, parts.readiness, parts.openapi);
+    let ops = ops::router(
+        parts.metrics.clone(),
+        shedder,
+        parts.readiness,
+        parts.openapi,
+    );
     let router = app.merge(ops).fallback(not_found);
     common_layers(router, parts.metrics, &parts.settings.instance_name)
 }
@@ -52,12 +57,20 @@ impl Application {
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, router: Router, grace: Duration) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, router, grace })
+        Ok(Self {
+            listener,
+            router,
+            grace,
+        })
     }
 
     /// Uses a listener the caller already bound (tests own their listener).
     pub fn from_listener(listener: TcpListener, router: Router, grace: Duration) -> Self {
-        Self { listener, router, grace }
+        Self {
+            listener,
+            router,
+            grace,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -70,14 +83,19 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish for at most the
     /// grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let mut drain_rx = stop_rx.clone();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -116,5 +134,18 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// Turns the outcome of a service's `serve` into the process exit code, reporting a failure both
+/// in the logs and on stderr (logging may not be set up when configuration fails).
+pub fn exit_code(service: &str, outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{service} stopped");
+            eprintln!("{service}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use common::{auth::TokenVerifier, config::ServerSettings, server::shutdown_signal};
+use common::{auth::TokenVerifier, server::shutdown_signal};
 use images_service::{
     config::{Settings, DEFAULT_INSTANCE_NAME, DEFAULT_LISTEN_ADDR},
     startup::Application,
@@ -30,22 +30,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
-        Command::Serve => match serve().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "images_service stopped");
-                eprintln!("images_service: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Serve => common::server::exit_code("images_service", serve().await),
         Command::Healthcheck => {
-            match ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME) {
-                Ok(settings) => common::healthcheck::run(settings.listen_addr).await,
-                Err(e) => {
-                    eprintln!("healthcheck: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            common::healthcheck::run_from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME).await
         }
     }
 }

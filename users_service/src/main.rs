@@ -36,11 +36,11 @@ enum Command {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        let server = common::config::ServerSettings::from_env(
+        return Ok(common::healthcheck::run_from_env(
             config::DEFAULT_LISTEN_ADDR,
             config::DEFAULT_INSTANCE_NAME,
-        )?;
-        return Ok(common::healthcheck::run(server.listen_addr).await);
+        )
+        .await);
     }
     let settings = Settings::from_env()?;
     common::telemetry::init(settings.server.log_format);

@@ -1,28 +1,9 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' annotations.
 
-use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    Modify, OpenApi,
-};
+use common::openapi::{BearerAuth, ProblemBody};
+use utoipa::OpenApi;
 
-use crate::routes::{AccountApi, AdminApi, AuthApi, JwksApi, ProblemBody};
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
+use crate::routes::{AccountApi, AdminApi, AuthApi, JwksApi};
 
 #[derive(OpenApi)]
 #[openapi(

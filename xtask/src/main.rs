@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Run, test and measure Forgettable Images")]
+#[command(
+    name = "cargo xtask",
+    about = "Run, test and measure Forgettable Images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

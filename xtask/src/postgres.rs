@@ -38,17 +38,34 @@ impl Postgres {
         if bin_dir().is_none() {
             tools::install_apt(&["postgresql"])?;
         }
-        let bin = bin_dir().context("PostgreSQL's initdb not found under /usr/lib/postgresql/*/bin")?;
+        let bin =
+            bin_dir().context("PostgreSQL's initdb not found under /usr/lib/postgresql/*/bin")?;
         let as_postgres_user = tools::output(Command::new("id").arg("-u"))?.trim() == "0";
-        let dir = tempfile::Builder::new().prefix("forgettable-pg-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("forgettable-pg-")
+            .tempdir()?;
         let data = dir.path().join("data");
         if as_postgres_user {
-            tools::run(Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
+            tools::run(
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(dir.path()),
+            )?;
         }
         let port = tools::free_port()?;
-        step(format!("starting a throwaway PostgreSQL on 127.0.0.1:{port}"));
+        step(format!(
+            "starting a throwaway PostgreSQL on 127.0.0.1:{port}"
+        ));
         let mut initdb = Self::command(as_postgres_user, bin.join("initdb"));
-        initdb.args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"]).arg(&data);
+        initdb
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data);
         let out = initdb.output().context("running initdb")?;
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -59,11 +76,25 @@ impl Postgres {
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("postgres.log"))?);
         let child = postgres.spawn().context("starting postgres")?;
-        let server = Self { dir, child, port, as_postgres_user };
+        let server = Self {
+            dir,
+            child,
+            port,
+            as_postgres_user,
+        };
         server.wait_ready(&bin)?;
         Ok(server)
     }
@@ -89,7 +120,8 @@ impl Postgres {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self.dir.path().join("postgres.log"))
+                    .unwrap_or_default();
                 bail!("PostgreSQL did not become ready in 30 s:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -109,7 +141,10 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // SIGINT is PostgreSQL's fast shutdown; runuser passes it on.
-        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
         let _ = self.as_postgres_user;
     }

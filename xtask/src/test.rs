@@ -15,7 +15,12 @@ use std::{
 
 use anyhow::{bail, Result};
 
-use crate::{checks, model, postgres::Postgres, stack, tools::{self, step}};
+use crate::{
+    checks, model,
+    postgres::Postgres,
+    stack,
+    tools::{self, step},
+};
 
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
@@ -39,7 +44,9 @@ struct Tally {
 
 /// Reads a `test result: ok. 5 passed; 0 failed; 1 ignored; …` line.
 fn parse_result_line(line: &str, tally: &mut Tally) {
-    let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+    let Some(rest) = line.trim().strip_prefix("test result: ") else {
+        return;
+    };
     for part in rest.split([';', '.']) {
         let mut words = part.split_whitespace();
         if let (Some(n), Some(what)) = (words.next(), words.next()) {
@@ -58,7 +65,12 @@ fn parse_result_line(line: &str, tally: &mut Tally) {
 fn cargo_tests(args: &TestArgs, postgres: &Postgres) -> Result<Tally> {
     let root = tools::root();
     step("building the workspace (binaries and tests)");
-    tools::run(Command::new("cargo").current_dir(&root).args(["build", "--workspace", "--bins", "--tests"]))?;
+    tools::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--workspace",
+        "--bins",
+        "--tests",
+    ]))?;
 
     step("running cargo test over the workspace");
     let mut command = Command::new("cargo");
@@ -101,7 +113,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         model::ensure_for_tests()?;
         let postgres = Postgres::start()?;
         let cargo = cargo_tests(&args, &postgres)?;
-        println!("cargo test: {} passed, {} failed, {} ignored", cargo.passed, cargo.failed, cargo.ignored);
+        println!(
+            "cargo test: {} passed, {} failed, {} ignored",
+            cargo.passed, cargo.failed, cargo.ignored
+        );
         tally.passed += cargo.passed;
         tally.failed += cargo.failed;
         tally.ignored += cargo.ignored;
@@ -122,7 +137,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         }
     }
     println!();
-    println!("xtask test: {} passed, {} failed", tally.passed, tally.failed);
+    println!(
+        "xtask test: {} passed, {} failed",
+        tally.passed, tally.failed
+    );
     if tally.failed > 0 {
         bail!("{} test(s) or check(s) failed", tally.failed);
     }
@@ -140,7 +158,10 @@ mod tests {
     fn a_cargo_result_line_adds_to_the_tally() {
         let mut tally = Tally::default();
         parse_result_line("test result: ok. 12 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.5s", &mut tally);
-        parse_result_line("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out", &mut tally);
+        parse_result_line(
+            "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out",
+            &mut tally,
+        );
         assert_eq!((tally.passed, tally.failed, tally.ignored), (15, 1, 2));
     }
 }

@@ -15,7 +15,10 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Prints a progress line for a step.
@@ -25,7 +28,9 @@ pub fn step(message: impl AsRef<str>) {
 
 /// Runs a command to completion, failing with its command line when it fails.
 pub fn run(command: &mut Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -34,9 +39,15 @@ pub fn run(command: &mut Command) -> Result<()> {
 
 /// Runs a command and returns its standard output.
 pub fn output(command: &mut Command) -> Result<String> {
-    let out = command.output().with_context(|| format!("cannot start {command:?}"))?;
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start {command:?}"))?;
     if !out.status.success() {
-        bail!("{command:?} failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{command:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -44,18 +55,32 @@ pub fn output(command: &mut Command) -> Result<String> {
 /// The full path of an executable on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 fn is_root() -> bool {
-    output(Command::new("id").arg("-u")).map(|uid| uid.trim() == "0").unwrap_or(false)
+    output(Command::new("id").arg("-u"))
+        .map(|uid| uid.trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Makes sure each `(executable, debian package)` is available, installing missing packages
 /// with apt-get as root. `executable` may be an absolute path (for binaries outside `PATH`).
 pub fn ensure_apt(wanted: &[(&str, &str)]) -> Result<()> {
-    let present = |exe: &str| if exe.starts_with('/') { Path::new(exe).exists() } else { which(exe).is_some() };
-    let mut missing: Vec<&str> = wanted.iter().filter(|(exe, _)| !present(exe)).map(|(_, pkg)| *pkg).collect();
+    let present = |exe: &str| {
+        if exe.starts_with('/') {
+            Path::new(exe).exists()
+        } else {
+            which(exe).is_some()
+        }
+    };
+    let mut missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(exe, _)| !present(exe))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
@@ -71,16 +96,25 @@ pub fn ensure_apt(wanted: &[(&str, &str)]) -> Result<()> {
 
 /// Installs Debian packages with apt-get (as root), or fails naming the command to run.
 pub fn install_apt(packages: &[&str]) -> Result<()> {
-    let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
+    let command = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
     if !is_root() {
-        bail!("missing Debian packages: {}. Install them with: sudo {command}", packages.join(", "));
+        bail!(
+            "missing Debian packages: {}. Install them with: sudo {command}",
+            packages.join(", ")
+        );
     }
     static UPDATE: Once = Once::new();
     UPDATE.call_once(|| {
         step("apt-get update");
         let _ = run(Command::new("apt-get").args(["update", "-q"]));
     });
-    step(format!("installing Debian packages: {}", packages.join(" ")));
+    step(format!(
+        "installing Debian packages: {}",
+        packages.join(" ")
+    ));
     // Packaged daemons must not start themselves: the suite runs its own instances.
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let wrote_policy = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok();
@@ -101,7 +135,8 @@ pub fn install_apt(packages: &[&str]) -> Result<()> {
 pub fn venv() -> Result<PathBuf> {
     let dir = root().join(".venv");
     if !dir.join("bin/python").exists() {
-        let python = which("python3").context("python3 is needed: apt-get install python3 python3-venv")?;
+        let python =
+            which("python3").context("python3 is needed: apt-get install python3 python3-venv")?;
         step("creating the Python virtualenv ./.venv");
         if run(Command::new(&python).args(["-m", "venv"]).arg(&dir)).is_err() {
             install_apt(&["python3-venv"])?;
@@ -124,7 +159,10 @@ pub fn ensure_pip(requirements: &[&str]) -> Result<()> {
     if stamp.exists() {
         return Ok(());
     }
-    step(format!("installing into ./.venv with pip: {}", requirements.join(" ")));
+    step(format!(
+        "installing into ./.venv with pip: {}",
+        requirements.join(" ")
+    ));
     run(Command::new(dir.join("bin/pip"))
         .args(["install", "--quiet", "--disable-pip-version-check"])
         .args(requirements))?;
@@ -151,11 +189,15 @@ pub fn free_port() -> Result<u16> {
 /// Waits until `url` answers 200, polling every 50 ms up to `timeout`.
 pub fn wait_for_http(url: &str, timeout: std::time::Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
-    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(2)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(2))
+        .build();
     loop {
         match agent.get(url).call() {
             Ok(response) if response.status() == 200 => return Ok(()),
-            _ if std::time::Instant::now() > deadline => bail!("{url} did not answer 200 within {timeout:?}"),
+            _ if std::time::Instant::now() > deadline => {
+                bail!("{url} did not answer 200 within {timeout:?}")
+            }
             _ => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }

@@ -4,12 +4,10 @@ mod images;
 mod upload;
 
 use axum::Router;
+use common::openapi::BearerAuth;
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
-use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    Modify, OpenApi, ToSchema,
-};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
 
@@ -55,23 +53,6 @@ impl From<ImageRow> for ImageMeta {
             bytes: row.bytes,
             created_at,
         }
-    }
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
     }
 }
 

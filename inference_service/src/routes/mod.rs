@@ -4,11 +4,8 @@ mod model;
 mod predict;
 
 use axum::{extract::DefaultBodyLimit, Router};
-use serde::Serialize;
-use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    Modify, OpenApi,
-};
+use common::openapi::{BearerAuth, ProblemBody};
+use utoipa::OpenApi;
 
 use crate::{config::DecodeLimits, startup::AppState};
 
@@ -24,34 +21,6 @@ pub fn router(state: AppState, limits: DecodeLimits) -> Router {
         .merge(model::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-/// The problem+json error body, for the OpenAPI document.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ProblemBody {
-    #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    request_id: Option<String>,
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
 }
 
 #[derive(OpenApi)]

@@ -5,8 +5,8 @@ use common::auth::AuthUser;
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use super::ProblemBody;
 use crate::{error::Result, model::manifest::OutputSpec, startup::AppState};
+use common::openapi::ProblemBody;
 
 #[derive(OpenApi)]
 #[openapi(paths(describe), components(schemas(ModelInfo, InputInfo)))]

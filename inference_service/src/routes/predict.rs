@@ -15,12 +15,12 @@ use serde::Serialize;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use super::ProblemBody;
 use crate::{
     error::{InferenceError, Result},
     predictor::{Label, ModelRef, Prediction},
     startup::AppState,
 };
+use common::openapi::ProblemBody;
 
 #[derive(OpenApi)]
 #[openapi(

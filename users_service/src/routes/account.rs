@@ -11,7 +11,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{CurrentUser, ProblemBody, UserView};
+use common::openapi::ProblemBody;
+
+use super::{CurrentUser, UserView};
 use crate::{error::Result, startup::AppState};
 
 pub(super) fn router() -> Router<AppState> {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{rfc3339, CurrentAdmin, ProblemBody};
+use common::openapi::ProblemBody;
+
+use super::{rfc3339, CurrentAdmin};
 use crate::{
     db,
     error::{Error, Result},

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ProblemBody, UserView};
+use common::openapi::ProblemBody;
+
+use super::UserView;
 use crate::{
     db,
     domain::{Email, Password, Username},

@@ -112,17 +112,6 @@ impl FromRequestParts<AppState> for CurrentAdmin {
     }
 }
 
-/// The problem+json body of every error (RFC 9457).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ProblemBody {
-    #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    request_id: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::rfc3339;
