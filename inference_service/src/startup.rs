@@ -130,6 +130,8 @@ impl Application {
 fn spawn_model_load(predictor: Arc<Predictor>, dir: PathBuf, manifest: Manifest) {
     tokio::spawn(async move {
         tracing::info!(model = %manifest.name, version = %manifest.version, dir = %dir.display(), "loading the model");
+        // The model's terms travel with it: say them wherever the service runs.
+        tracing::info!(licence = %manifest.licence, "model licence");
         let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&dir, manifest)).await;
         let state = match loaded {
             Ok(Ok(model)) => {
