@@ -120,6 +120,56 @@ impl ServerSettings {
     }
 }
 
+/// Limits on image bodies, shared by every service that accepts images (the same variables and
+/// defaults everywhere, so an image images_service stores is one inference_service accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// `MAX_UPLOAD_BYTES`: larger bodies are refused with 413 while they stream in.
+    pub max_upload_bytes: u64,
+    /// `MAX_IMAGE_DIMENSION`: a width or height beyond it is refused with 422.
+    pub max_image_dimension: u32,
+    /// `MAX_DECODE_BYTES`: memory one decode may allocate.
+    pub max_decode_bytes: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_image_dimension: 16_384,
+            max_decode_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl ImageLimits {
+    /// Reads `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION` and `MAX_DECODE_BYTES`; each must be at least 1.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let limits = Self {
+            max_upload_bytes: var_or("MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
+            max_image_dimension: var_or("MAX_IMAGE_DIMENSION", defaults.max_image_dimension)?,
+            max_decode_bytes: var_or("MAX_DECODE_BYTES", defaults.max_decode_bytes)?,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// Refuses zero limits, naming the variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("MAX_UPLOAD_BYTES", self.max_upload_bytes),
+            ("MAX_IMAGE_DIMENSION", u64::from(self.max_image_dimension)),
+            ("MAX_DECODE_BYTES", self.max_decode_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(name, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

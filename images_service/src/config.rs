@@ -7,26 +7,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
 /// The instance name unless `INSTANCE_NAME` says otherwise.
 pub const DEFAULT_INSTANCE_NAME: &str = "images";
 
-/// Limits applied to every upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UploadLimits {
-    /// `MAX_UPLOAD_BYTES`: larger files are refused with 413 while they stream in.
-    pub max_upload_bytes: u64,
-    /// `MAX_IMAGE_DIMENSION`: a width or height beyond it is refused with 422.
-    pub max_image_dimension: u32,
-    /// `MAX_DECODE_BYTES`: memory one decode may allocate.
-    pub max_decode_bytes: u64,
-}
-
-impl Default for UploadLimits {
-    fn default() -> Self {
-        Self {
-            max_upload_bytes: 20 * 1024 * 1024,
-            max_image_dimension: 16_384,
-            max_decode_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
+/// Limits applied to every upload (`MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_DECODE_BYTES`).
+pub use common::config::ImageLimits as UploadLimits;
 
 /// Everything images_service is configured with.
 #[derive(Clone)]
@@ -42,12 +24,7 @@ pub struct Settings {
 impl Settings {
     /// Reads every variable, failing with a message that names the first bad one.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = UploadLimits::default();
-        let limits = UploadLimits {
-            max_upload_bytes: var_or("MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
-            max_image_dimension: var_or("MAX_IMAGE_DIMENSION", defaults.max_image_dimension)?,
-            max_decode_bytes: var_or("MAX_DECODE_BYTES", defaults.max_decode_bytes)?,
-        };
+        let limits = UploadLimits::from_env()?;
         let settings = Self {
             server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
             database_url: var_or("DATABASE_URL", "sqlite://data/images.db".to_owned())?,
@@ -60,18 +37,7 @@ impl Settings {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.limits.max_upload_bytes == 0 {
-            return Err(ConfigError::new("MAX_UPLOAD_BYTES", "must be at least 1"));
-        }
-        if self.limits.max_image_dimension == 0 {
-            return Err(ConfigError::new(
-                "MAX_IMAGE_DIMENSION",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.max_decode_bytes == 0 {
-            return Err(ConfigError::new("MAX_DECODE_BYTES", "must be at least 1"));
-        }
+        self.limits.validate()?;
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             return Err(ConfigError::new(

@@ -9,26 +9,8 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8301";
 /// The instance name unless `INSTANCE_NAME` says otherwise.
 pub const DEFAULT_INSTANCE_NAME: &str = "inference";
 
-/// Limits on images sent for prediction (the same variables and defaults as images_service).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// `MAX_UPLOAD_BYTES`: larger bodies get 413.
-    pub max_upload_bytes: u64,
-    /// `MAX_IMAGE_DIMENSION`: a width or height beyond it gets 422.
-    pub max_image_dimension: u32,
-    /// `MAX_DECODE_BYTES`: memory one decode may allocate.
-    pub max_decode_bytes: u64,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        Self {
-            max_upload_bytes: 20 * 1024 * 1024,
-            max_image_dimension: 16_384,
-            max_decode_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
+/// Limits on images sent for prediction: the same variables and defaults as images_service.
+pub use common::config::ImageLimits as DecodeLimits;
 
 /// How many model runs happen at once and how many requests may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +55,6 @@ pub struct Settings {
 impl Settings {
     /// Reads every variable, failing with a message that names the first bad one.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let limits = DecodeLimits::default();
         let pool = PoolSettings::default();
         let settings = Self {
             server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
@@ -85,11 +66,7 @@ impl Settings {
                 threads: var_or("INFERENCE_THREADS", pool.threads)?,
                 queue: var_or("INFERENCE_QUEUE", pool.queue)?,
             },
-            limits: DecodeLimits {
-                max_upload_bytes: var_or("MAX_UPLOAD_BYTES", limits.max_upload_bytes)?,
-                max_image_dimension: var_or("MAX_IMAGE_DIMENSION", limits.max_image_dimension)?,
-                max_decode_bytes: var_or("MAX_DECODE_BYTES", limits.max_decode_bytes)?,
-            },
+            limits: DecodeLimits::from_env()?,
             cache_entries: var_or("INFERENCE_CACHE_ENTRIES", 10_000)?,
         };
         settings.validate()?;
@@ -109,18 +86,7 @@ impl Settings {
         if self.pool.threads == 0 {
             return Err(ConfigError::new("INFERENCE_THREADS", "must be at least 1"));
         }
-        if self.limits.max_upload_bytes == 0 {
-            return Err(ConfigError::new("MAX_UPLOAD_BYTES", "must be at least 1"));
-        }
-        if self.limits.max_image_dimension == 0 {
-            return Err(ConfigError::new(
-                "MAX_IMAGE_DIMENSION",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.max_decode_bytes == 0 {
-            return Err(ConfigError::new("MAX_DECODE_BYTES", "must be at least 1"));
-        }
+        self.limits.validate()?;
         if !(self.images_url.starts_with("http://") || self.images_url.starts_with("https://")) {
             return Err(ConfigError::new(
                 "IMAGES_URL",
