@@ -12,7 +12,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{HeaderName, HeaderValue},
+    http::{header, HeaderName, HeaderValue},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
@@ -68,7 +68,11 @@ async fn shed_when_saturated(
         Err(_) => {
             shedder.metrics.shed.inc();
             tracing::warn!("shedding request: instance saturated");
-            Problem::overloaded("This instance is at capacity; retry shortly.").into_response()
+            // The request body is left unread, so the connection must not be reused: saying so
+            // keeps a proxy from sending its next request down a connection that is closing.
+            Problem::overloaded("This instance is at capacity; retry shortly.")
+                .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+                .into_response()
         }
     }
 }
