@@ -17,6 +17,7 @@ use crate::tools::{self, step};
 /// A running PostgreSQL server.
 pub struct Postgres {
     dir: tempfile::TempDir,
+    bin: PathBuf,
     child: Child,
     port: u16,
     as_postgres_user: bool,
@@ -91,6 +92,7 @@ impl Postgres {
         let child = postgres.spawn().context("starting postgres")?;
         let server = Self {
             dir,
+            bin: bin.clone(),
             child,
             port,
             as_postgres_user,
@@ -140,12 +142,14 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's fast shutdown; runuser passes it on.
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
+        // Ask the server itself for a fast shutdown: a signal to `runuser` would not reach it.
+        let mut stop = Self::command(self.as_postgres_user, self.bin.join("pg_ctl"));
+        stop.args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.dir.path().join("data"))
+            .stdout(Stdio::null());
+        if !stop.status().is_ok_and(|s| s.success()) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
-        let _ = self.as_postgres_user;
     }
 }
