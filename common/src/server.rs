@@ -64,6 +64,17 @@ impl Application {
         })
     }
 
+    /// Binds the service's `LISTEN_ADDR` with its shutdown grace period; a failure names the variable.
+    pub async fn bind_from_settings(
+        settings: &ServerSettings,
+        router: Router,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Self::bind(settings.listen_addr, router, settings.shutdown_grace)
+            .await
+            .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.listen_addr))
+    }
+
     /// Uses a listener the caller already bound (tests own their listener).
     pub fn from_listener(listener: TcpListener, router: Router, grace: Duration) -> Self {
         Self {

@@ -88,13 +88,7 @@ impl Application {
             readiness: ready,
             openapi: routes::openapi(),
         });
-        let server = server::Application::bind(
-            settings.server.listen_addr,
-            router,
-            settings.server.shutdown_grace,
-        )
-        .await
-        .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.server.listen_addr))?;
+        let server = server::Application::bind_from_settings(&settings.server, router).await?;
         Ok(Self { server })
     }
 
