@@ -3,9 +3,12 @@
 //!
 //! Generation writes the key to a private temporary file and then hard-links it to the final
 //! name. Linking fails when the name exists, so the first replica wins and every other one
-//! discards its own key and reads the winner's: all replicas sign with ONE key. The public key is
-//! written beside it as `<file>.pub` (SubjectPublicKeyInfo PEM) for services that verify from a
-//! file.
+//! discards its own key and reads the winner's: all replicas sign with ONE key. Whoever generates
+//! the key also writes the public key beside it as `<file>.pub` (SubjectPublicKeyInfo PEM) for
+//! services that verify from a file.
+//!
+//! Loading an existing key only reads: the key may be a mounted secret in a folder the service
+//! cannot write to (a Compose or Swarm secret under `/run/secrets`, owned by root).
 
 use std::{
     io::Write,
@@ -174,11 +177,7 @@ fn read_key_file(path: &Path) -> anyhow::Result<SigningKey> {
 /// Loads the signing key, generating it first when it is missing and `generate` allows it.
 pub fn load_or_generate(path: &Path, generate: bool) -> anyhow::Result<SigningKey> {
     match std::fs::metadata(path) {
-        Ok(_) => {
-            let key = read_key_file(path)?;
-            write_public_key(path, &key)?;
-            Ok(key)
-        }
+        Ok(_) => read_key_file(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !generate {
                 bail!(
@@ -240,6 +239,20 @@ mod tests {
             .expect("list")
             .count();
         assert_eq!(leftovers, 2, "only the key and its .pub remain");
+    }
+
+    #[test]
+    fn loading_an_existing_key_writes_nothing_beside_it() {
+        // A mounted secret lives in a folder the service cannot write to: loading must only read.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwt_signing_key");
+        std::fs::write(&path, SigningKey::generate().expect("key").private_pem()).expect("write");
+        load_or_generate(&path, false).expect("loaded");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["jwt_signing_key"]);
     }
 
     #[test]
