@@ -4,6 +4,7 @@
 //!   Python virtualenv for Traefik, hadolint and the model converter), with progress output.
 //! - [`postgres`]: a throwaway PostgreSQL server for the test runs.
 //! - [`stack`]: the native launcher (`cargo xtask up`), also used by the end-to-end tests.
+//! - [`docker`]: the Compose stack on the local Docker engine (`cargo xtask docker up|down`).
 //! - [`model`]: obtaining and converting the ONNX model.
 //! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
 //! - [`test`]: `cargo xtask test`, which runs all of the above.
@@ -11,6 +12,7 @@
 
 pub mod bench;
 pub mod checks;
+pub mod docker;
 pub mod model;
 pub mod postgres;
 pub mod stack;

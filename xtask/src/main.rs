@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Install what is missing, build in release mode and run the whole suite natively.
     Up(xtask::stack::UpArgs),
+    /// Run the suite on this machine's Docker engine with Compose, every image built locally.
+    Docker(xtask::docker::DockerArgs),
     /// Run every test: unit, integration (SQLite and PostgreSQL), end-to-end, config checks.
     Test(xtask::test::TestArgs),
     /// Convert the ResMem model to ONNX under ./data/models/resmem (non-commercial licence).
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => xtask::stack::up(args),
+        Command::Docker(args) => xtask::docker::run(args),
         Command::Test(args) => xtask::test::run(args),
         Command::Model(args) => xtask::model::run(args),
         Command::Bench(args) => xtask::bench::run(args),

@@ -106,12 +106,21 @@ pub fn test_environment() -> Result<Vec<(String, String)>> {
             tools::venv_bin("python")?.display().to_string(),
         ),
         (
+            "FORGETTABLE_RESMEM_WHEEL".into(),
+            wheel()?.display().to_string(),
+        ),
+        (
             "FORGETTABLE_TINY_MODEL_DIR".into(),
             root.join("inference_service/tests/fixtures/tiny")
                 .display()
                 .to_string(),
         ),
     ])
+}
+
+/// The one-line licence note of the model in `dir` (from its manifest).
+pub fn licence_note(dir: &Path) -> Result<String> {
+    Ok(check_model(dir)?.licence)
 }
 
 fn default_dir() -> PathBuf {
@@ -170,6 +179,53 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The resmem wheel, downloaded from PyPI once into `./.venv/wheels` and checked against its
+/// pinned SHA-256 (again on every use, so a damaged download is never converted).
+pub fn wheel() -> Result<PathBuf> {
+    let dir = tools::venv()?.join("wheels");
+    let wheel = dir.join(format!("resmem-{RESMEM_VERSION}-py3-none-any.whl"));
+    if !wheel.exists() {
+        let python = tools::venv_bin("python")?;
+        let download =
+            tempfile::tempdir_in(tools::venv()?).context("cannot create a temporary folder")?;
+        step(format!(
+            "downloading resmem=={RESMEM_VERSION} from PyPI (about 490 MB)"
+        ));
+        tools::run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                ])
+                .arg(format!("resmem=={RESMEM_VERSION}"))
+                .arg("--dest")
+                .arg(download.path()),
+        )?;
+        fs::create_dir_all(&dir)?;
+        fs::rename(
+            download
+                .path()
+                .join(wheel.file_name().context("wheel name")?),
+            &wheel,
+        )
+        .context("keeping the downloaded wheel")?;
+    }
+    step("checking the wheel's SHA-256");
+    let digest = sha256_file(&wheel)?;
+    if digest != WHEEL_SHA256 {
+        bail!(
+            "{} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to convert it \
+             (delete it to download it again)",
+            wheel.display()
+        );
+    }
+    Ok(wheel)
+}
+
 /// Downloads the wheel, checks it and runs the converter into `dir`.
 fn convert(dir: &Path) -> Result<()> {
     let started = Instant::now();
@@ -182,35 +238,7 @@ fn convert(dir: &Path) -> Result<()> {
 
     tools::ensure_pip(PYTHON_REQUIREMENTS)?;
     let python = tools::venv_bin("python")?;
-    let download = tempfile::tempdir().context("cannot create a temporary folder")?;
-    step(format!(
-        "downloading resmem=={RESMEM_VERSION} from PyPI (about 490 MB)"
-    ));
-    tools::run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-            ])
-            .arg(format!("resmem=={RESMEM_VERSION}"))
-            .arg("--dest")
-            .arg(download.path()),
-    )?;
-    let wheel = download
-        .path()
-        .join(format!("resmem-{RESMEM_VERSION}-py3-none-any.whl"));
-    step("checking the wheel's SHA-256");
-    let digest = sha256_file(&wheel)?;
-    if digest != WHEEL_SHA256 {
-        bail!(
-            "{} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to convert it",
-            wheel.display()
-        );
-    }
+    let wheel = wheel()?;
 
     step(format!("converting to ONNX into {}", dir.display()));
     let convert_dir = tools::root().join("inference_service/convert");
@@ -223,7 +251,6 @@ fn convert(dir: &Path) -> Result<()> {
             .arg(dir)
             .current_dir(&convert_dir),
     )?;
-    drop(download);
 
     let manifest =
         check_model(dir).context("the converter finished but its output does not check out")?;

@@ -3,14 +3,18 @@
 //! 1. Prepares what the tests need: tools (installed when missing), the converted model.
 //! 2. Starts a throwaway PostgreSQL so the database tests run against both SQLite and PostgreSQL.
 //! 3. Builds the binaries and runs `cargo test` over the whole workspace: unit tests,
-//!    integration tests over real HTTP, end-to-end tests through the real gateway.
-//! 4. Runs the configuration checks with the real tools.
+//!    integration tests over real HTTP, end-to-end tests through the real gateway. Everything is
+//!    built once, in release mode: the tests, the native stack, the Docker images and
+//!    `cargo xtask up` afterwards all use the same binaries.
+//! 4. Runs the Compose stack on the local Docker engine and tests it (`tests/compose_stack.rs`).
+//! 5. Runs the configuration checks with the real tools.
 //!
-//! It ends with one summary line `N passed, M failed`.
+//! It prints how long each phase took and ends with one summary line `N passed, M failed`.
 
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
+    time::Instant,
 };
 
 use anyhow::{bail, Result};
@@ -30,6 +34,9 @@ pub struct TestArgs {
     /// Run only the configuration checks.
     #[arg(long, conflicts_with = "no_checks")]
     pub checks_only: bool,
+    /// Skip the Compose test on the Docker engine (a few minutes; CI always runs it).
+    #[arg(long)]
+    pub no_docker: bool,
     /// Passed to `cargo test` after `--` (e.g. a test name filter).
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
@@ -62,33 +69,71 @@ fn parse_result_line(line: &str, tally: &mut Tally) {
     }
 }
 
-fn cargo_tests(args: &TestArgs, postgres: &Postgres) -> Result<Tally> {
+fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Result<Tally> {
     let root = tools::root();
-    step("building the workspace (binaries and tests)");
+    step("building the workspace in release mode (binaries and tests)");
     tools::run(Command::new("cargo").current_dir(&root).args([
         "build",
+        "--release",
         "--workspace",
         "--bins",
         "--tests",
     ]))?;
+    phases.done("build");
 
     step("running cargo test over the workspace");
     let mut command = Command::new("cargo");
     command
         .current_dir(&root)
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .arg("--")
         .args(&args.cargo_test_args)
-        .env("TEST_POSTGRES_URL", postgres.url())
-        .env("FORGETTABLE_BIN_DIR", root.join("target/debug"))
-        .stdout(Stdio::piped());
-    for (name, value) in stack::test_environment()? {
+        .env("TEST_POSTGRES_URL", postgres.url());
+    for (name, value) in test_environment()? {
         command.env(name, value);
     }
-    for (name, value) in model::test_environment()? {
+    let tally = run_counted(&mut command)?;
+    phases.done("cargo test");
+    Ok(tally)
+}
+
+/// `tests/compose_stack.rs`: the Compose stack on the local engine, up, tested, down.
+fn compose_tests(args: &TestArgs, phases: &mut Phases) -> Result<Tally> {
+    step("the Compose stack on the local Docker engine (tests/compose_stack.rs)");
+    let mut command = Command::new("cargo");
+    command
+        .current_dir(tools::root())
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "xtask",
+            "--test",
+            "compose_stack",
+        ])
+        .arg("--")
+        .args(&args.cargo_test_args);
+    for (name, value) in test_environment()? {
         command.env(name, value);
     }
-    let mut child = command.spawn()?;
+    let tally = run_counted(&mut command)?;
+    phases.done("compose");
+    Ok(tally)
+}
+
+fn test_environment() -> Result<Vec<(String, String)>> {
+    let mut env = vec![(
+        "FORGETTABLE_BIN_DIR".to_owned(),
+        tools::root().join("target/release").display().to_string(),
+    )];
+    env.extend(stack::test_environment()?);
+    env.extend(model::test_environment()?);
+    Ok(env)
+}
+
+/// Runs a `cargo test` command, echoing its output and counting its result lines.
+fn run_counted(command: &mut Command) -> Result<Tally> {
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
@@ -105,21 +150,70 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres) -> Result<Tally> {
     Ok(tally)
 }
 
+/// How long each phase took, printed as it ends and again at the end.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, name: &'static str) {
+        let seconds = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        step(format!("phase {name}: {seconds:.0} s"));
+        self.done.push((name, seconds));
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, seconds)| format!("{name} {seconds:.0} s"))
+            .collect();
+        let total: f64 = self.done.iter().map(|(_, s)| s).sum();
+        format!("time: {} (total {total:.0} s)", parts.join(", "))
+    }
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+}
+
 pub fn run(args: TestArgs) -> Result<()> {
     let mut tally = Tally::default();
+    let mut phases = Phases::new();
     if !args.checks_only {
         step("preparing tools and the model for the tests");
         stack::ensure_tools()?;
         model::ensure_for_tests()?;
         let postgres = Postgres::start()?;
-        let cargo = cargo_tests(&args, &postgres)?;
+        phases.done("set-up");
+        let cargo = cargo_tests(&args, &postgres, &mut phases)?;
         println!(
             "cargo test: {} passed, {} failed, {} ignored",
             cargo.passed, cargo.failed, cargo.ignored
         );
-        tally.passed += cargo.passed;
-        tally.failed += cargo.failed;
-        tally.ignored += cargo.ignored;
+        tally.add(&cargo);
+        drop(postgres);
+        if !args.no_docker {
+            let compose = compose_tests(&args, &mut phases)?;
+            println!(
+                "compose test: {} passed, {} failed",
+                compose.passed, compose.failed
+            );
+            tally.add(&compose);
+        }
     }
     if !args.no_checks {
         step("configuration checks with the real tools");
@@ -135,8 +229,10 @@ pub fn run(args: TestArgs) -> Result<()> {
                 }
             }
         }
+        phases.done("checks");
     }
     println!();
+    println!("{}", phases.summary());
     println!(
         "xtask test: {} passed, {} failed",
         tally.passed, tally.failed

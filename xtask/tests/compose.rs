@@ -1,15 +1,21 @@
 //! Docker Compose against the native launcher, the shared configuration files and the real
-//! binaries. No Docker engine runs where the tests do, so the Compose file is read as data:
+//! binaries, without a Docker engine (`tests/compose_stack.rs` runs the stack on one):
 //!
 //! - drift tests: the processes, variables, endpoints, Traefik files, Prometheus targets and
 //!   Grafana provisioning that Compose uses are those of `xtask::stack::native_processes` (what
 //!   the native launcher and the end-to-end tests run), so renaming one side fails here;
 //! - a launch test: each service binary starts with exactly the environment Compose gives it,
-//!   only hosts, ports, the database server and container paths swapped for local ones.
+//!   only hosts, ports, the database server and container paths swapped for local ones, as the
+//!   image's unprivileged user with the secrets in a folder it cannot write to (like
+//!   `/run/secrets`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
+    os::unix::{
+        fs::{MetadataExt, PermissionsExt},
+        process::CommandExt,
+    },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -247,8 +253,8 @@ impl Compose {
             .unwrap_or_else(|| panic!("{service} does not mount {source}"))
     }
 
-    /// Services Compose builds from this repository, with their Dockerfile.
-    fn built_services(&self) -> BTreeMap<String, PathBuf> {
+    /// Services Compose builds from this repository, with the text of their image's stages.
+    fn built_services(&self) -> BTreeMap<String, String> {
         self.service_names()
             .into_iter()
             .filter_map(|name| {
@@ -258,20 +264,57 @@ impl Compose {
                     Some("."),
                     "{name}: build context must be the workspace root"
                 );
-                let dockerfile = build["dockerfile"].as_str().expect("build.dockerfile");
-                Some((name, root().join(dockerfile)))
+                let dockerfile = build["dockerfile"].as_str().unwrap_or("Dockerfile");
+                let target = build["target"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: build.target names the image's stage"));
+                Some((name, stage_chain(&read(dockerfile), target)))
             })
             .collect()
     }
 
     fn has_healthcheck(&self, service: &str) -> bool {
         self.service(service).get("healthcheck").is_some()
-            || self.built_services().get(service).is_some_and(|file| {
-                fs::read_to_string(file)
-                    .unwrap_or_default()
-                    .contains("\nHEALTHCHECK")
-            })
+            || self
+                .built_services()
+                .get(service)
+                .is_some_and(|stages| stages.contains("\nHEALTHCHECK"))
     }
+}
+
+/// The stages of a Dockerfile, by name: `FROM BASE AS NAME` and the lines up to the next `FROM`.
+fn stages(dockerfile: &str) -> Vec<(String, String, String)> {
+    let mut stages: Vec<(String, String, String)> = Vec::new();
+    for line in dockerfile.lines() {
+        if let Some(from) = line.strip_prefix("FROM ") {
+            let words: Vec<&str> = from.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
+                _ => String::new(),
+            };
+            stages.push((name, words[0].to_owned(), String::new()));
+        }
+        if let Some((_, _, text)) = stages.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    stages
+}
+
+/// The text of stage `target` preceded by the stages it is built `FROM` in the same file:
+/// everything that ends up in the image the target names.
+fn stage_chain(dockerfile: &str, target: &str) -> String {
+    let stages = stages(dockerfile);
+    let mut chain = Vec::new();
+    let mut name = target.to_owned();
+    while let Some((_, base, text)) = stages.iter().find(|(n, _, _)| *n == name) {
+        chain.push(text.clone());
+        name = base.clone();
+    }
+    assert!(!chain.is_empty(), "the Dockerfile has no stage {target}");
+    chain.reverse();
+    chain.concat()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -863,6 +906,17 @@ fn the_database_lives_on_the_internal_network_with_a_database_per_service() {
 }
 
 #[test]
+fn the_gateway_starts_without_waiting_for_any_backend() {
+    // Traefik answers with nginx's error pages while a backend starts or fails; waiting for every
+    // backend to be healthy would leave port 80 closed whenever one of them fails.
+    let compose = Compose::with_example_env();
+    assert!(
+        compose.service("traefik").get("depends_on").is_none(),
+        "traefik must not depend on the backends"
+    );
+}
+
+#[test]
 fn every_dependency_is_awaited_healthy_and_has_a_health_check() {
     let compose = Compose::with_example_env();
     for name in compose.service_names() {
@@ -906,8 +960,7 @@ fn each_image_runs_its_binary_unprivileged_with_the_healthcheck_subcommand() {
     let compose = Compose::with_example_env();
     let native: BTreeMap<String, ProcessSpec> =
         native().into_iter().map(|p| (p.name.clone(), p)).collect();
-    for (service, dockerfile) in compose.built_services() {
-        let text = fs::read_to_string(&dockerfile).expect("Dockerfile");
+    for (service, text) in compose.built_services() {
         let binary = native[&service]
             .program
             .file_name()
@@ -949,7 +1002,7 @@ fn each_image_runs_its_binary_unprivileged_with_the_healthcheck_subcommand() {
             "{service}: the image's LISTEN_ADDR"
         );
         assert!(
-            text.contains("cargo install cargo-chef --locked --version"),
+            read("Dockerfile").contains("cargo install cargo-chef --locked --version"),
             "{service}: pinned cargo-chef"
         );
     }
@@ -988,8 +1041,76 @@ fn every_file_a_dockerfile_copies_from_the_context_exists_and_is_not_ignored() {
 }
 
 #[test]
+fn the_model_stage_copies_every_file_the_converter_opens() {
+    // The `converted` stage's file system, rebuilt from its own COPY lines and nothing else: the
+    // converter, run there as the stage runs it, fails on any input the stage lacks.
+    let dockerfile = read("Dockerfile");
+    let stage = stages(&dockerfile)
+        .into_iter()
+        .find(|(name, _, _)| name == "converted")
+        .expect("a `converted` stage")
+        .2;
+    let sandbox = tempfile::tempdir().expect("temp dir");
+    let inside = |path: &str| sandbox.path().join(path.trim_start_matches('/'));
+    let mut workdir = PathBuf::from("/");
+    let mut run = None;
+    for line in stage.lines() {
+        if let Some(copy) = line.strip_prefix("COPY ") {
+            let parts: Vec<&str> = copy.split_whitespace().collect();
+            assert!(
+                !parts[0].starts_with("--"),
+                "COPY {copy}: no flags expected here"
+            );
+            let (sources, dest) = parts.split_at(parts.len() - 1);
+            for source in sources {
+                let dest = if dest[0].ends_with('/') && !source.ends_with('/') {
+                    inside(dest[0]).join(Path::new(source).file_name().expect("name"))
+                } else {
+                    inside(dest[0])
+                };
+                copy_tree(&root().join(source), &dest);
+            }
+        } else if let Some(dir) = line.strip_prefix("WORKDIR ") {
+            workdir = PathBuf::from(dir.trim());
+        } else if line.contains("python convert_resmem.py") {
+            run = Some(workdir.clone());
+        }
+    }
+    let workdir = run.expect("the stage runs convert_resmem.py");
+    let out = sandbox.path().join("model-out");
+    let converted = Command::new(required_env("FORGETTABLE_PYTHON"))
+        .arg("convert_resmem.py")
+        .arg("--wheel")
+        .arg(required_env("FORGETTABLE_RESMEM_WHEEL"))
+        .arg("--out")
+        .arg(&out)
+        .current_dir(inside(&workdir.to_string_lossy()))
+        .output()
+        .expect("running the converter");
+    assert!(
+        converted.status.success(),
+        "the converter fails with only the stage's files:\n{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    assert!(out.join("manifest.json").exists(), "no manifest written");
+}
+
+fn copy_tree(source: &Path, dest: &Path) {
+    if source.is_dir() {
+        fs::create_dir_all(dest).expect("dir");
+        for entry in fs::read_dir(source).expect("list") {
+            let entry = entry.expect("entry");
+            copy_tree(&entry.path(), &dest.join(entry.file_name()));
+        }
+    } else {
+        fs::create_dir_all(dest.parent().expect("parent")).expect("dir");
+        fs::copy(source, dest).unwrap_or_else(|e| panic!("copying {}: {e}", source.display()));
+    }
+}
+
+#[test]
 fn the_inference_image_converts_the_model_with_the_pins_of_the_native_model_task() {
-    let dockerfile = read("inference_service/Dockerfile");
+    let dockerfile = read("Dockerfile");
     for requirement in xtask::model::PYTHON_REQUIREMENTS {
         assert!(
             dockerfile.contains(requirement),
@@ -1202,7 +1323,7 @@ fn start_order(compose: &Compose, services: &[String]) -> Vec<String> {
 fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
     let model_dir = PathBuf::from(required_env("FORGETTABLE_MODEL_DIR"));
     let bin_dir = std::env::var_os("FORGETTABLE_BIN_DIR")
-        .map_or_else(|| root().join("target/debug"), PathBuf::from);
+        .map_or_else(|| root().join("target/release"), PathBuf::from);
 
     // The secrets as an operator creates them, with the committed generator.
     let project = tempfile::Builder::new()
@@ -1263,6 +1384,10 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
         }
     }
 
+    // Secrets as Compose mounts them: /run/secrets/<name>, in a folder owned by root that the
+    // services' user cannot write to.
+    let run_secrets = project.path().join("run/secrets");
+    fs::create_dir_all(&run_secrets).expect("secrets folder");
     let secrets: BTreeMap<String, PathBuf> = compose.doc["secrets"]
         .as_mapping()
         .expect("secrets")
@@ -1272,16 +1397,20 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
                 .as_str()
                 .expect("secret file")
                 .trim_start_matches("./");
-            (
-                k.as_str().expect("name").to_owned(),
-                project.path().join(file),
-            )
+            let name = k.as_str().expect("name").to_owned();
+            let mounted = run_secrets.join(&name);
+            fs::copy(project.path().join(file), &mounted).expect("secret copy");
+            set_mode(&mounted, 0o444);
+            (name, mounted)
         })
         .collect();
+    set_mode(&run_secrets, 0o555);
+    set_mode(project.path(), 0o755);
+    let as_root = running_as_root();
 
     let mut children = Children(Vec::new());
     for name in start_order(&compose, &services) {
-        let dockerfile = fs::read_to_string(&compose.built_services()[&name]).expect("Dockerfile");
+        let dockerfile = compose.built_services()[&name].clone();
         let volumes = compose.mounts(&name);
         let app_dir = project.path().join("containers").join(&name);
         fs::create_dir_all(&app_dir).expect("container dir");
@@ -1306,6 +1435,14 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
             );
             env.insert(variable, swapped);
         }
+        // The image's user, as in the container; the folders it writes to are its own.
+        let (uid, gid) = image_user(&dockerfile);
+        if as_root {
+            for dir in [&app_dir, &project.path().join("volumes")] {
+                fs::create_dir_all(dir).expect("writable folder");
+                chown_recursive(dir, uid, gid);
+            }
+        }
         let binary = bin_dir.join(image_binary(&dockerfile));
         assert!(
             binary.exists(),
@@ -1313,7 +1450,11 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
             binary.display()
         );
         let log = app_dir.join("output.log");
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if as_root {
+            command.uid(uid).gid(gid);
+        }
+        let child = command
             .env_clear()
             .envs(&env)
             .current_dir(&app_dir)
@@ -1326,7 +1467,11 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
         wait_until_ready(&mut children, &name, port_for(&name));
 
         // The image's HEALTHCHECK: the binary's own subcommand, with the same environment.
-        let health = Command::new(&binary)
+        let mut health = Command::new(&binary);
+        if as_root {
+            health.uid(uid).gid(gid);
+        }
+        let health = health
             .arg("healthcheck")
             .env_clear()
             .envs(&env)
@@ -1342,6 +1487,38 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
     for database in fresh_databases.values() {
         psql(&server, &format!("DROP DATABASE {database}"));
     }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn chown_recursive(dir: &Path, uid: u32, gid: u32) {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown {}", dir.display());
+}
+
+/// The `USER uid:gid` an image runs as (its last USER line).
+fn image_user(stages: &str) -> (u32, u32) {
+    let user = stages
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER");
+    let ids: Vec<u32> = user
+        .split(':')
+        .map(|id| id.trim().parse().expect("numeric USER"))
+        .collect();
+    (ids[0], *ids.get(1).unwrap_or(&ids[0]))
 }
 
 /// What a Compose value is swapped for to run on this machine.

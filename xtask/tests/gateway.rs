@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use gateway_support::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{json, Value};
@@ -26,65 +26,11 @@ const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 
 fn anonymous_requests_are_spread_evenly_over_the_three_replicas(stack: &mut Stack) -> Result<()> {
-    let client = client(stack.ports(), None)?;
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..30 {
-        let response = client
-            .get(url(
-                stack.ports(),
-                "users.localhost",
-                "/.well-known/jwks.json",
-            ))
-            .send()?;
-        ensure!(
-            response.status() == 200,
-            "jwks answered {}",
-            response.status()
-        );
-        *counts.entry(served_by(&response)).or_default() += 1;
-    }
-    println!("split of 30 anonymous requests: {counts:?}");
-    for replica in ["users-1", "users-2", "users-3"] {
-        let n = counts.get(replica).copied().unwrap_or(0);
-        ensure!(
-            (9..=11).contains(&n),
-            "{replica} served {n} of 30: {counts:?}"
-        );
-    }
-    Ok(())
+    anonymous_requests_are_spread_evenly(stack.ports())
 }
 
 fn requests_with_a_valid_token_go_only_to_the_authenticated_group(stack: &mut Stack) -> Result<()> {
-    let client = client(stack.ports(), None)?;
-    let (username, token) = new_user(&client, stack.ports(), "group")?;
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..12 {
-        let response = client
-            .get(url(stack.ports(), "users.localhost", "/me"))
-            .bearer_auth(&token)
-            .send()?;
-        ensure!(
-            response.status() == 200,
-            "/me answered {}",
-            response.status()
-        );
-        *counts.entry(served_by(&response)).or_default() += 1;
-        let me: Value = response.json()?;
-        ensure!(
-            me["username"] == username.as_str(),
-            "/me is someone else: {me}"
-        );
-    }
-    println!("authenticated requests: {counts:?}");
-    ensure!(
-        counts.keys().all(|k| k == "users-2" || k == "users-3"),
-        "authenticated requests left the group: {counts:?}"
-    );
-    ensure!(
-        counts.len() == 2,
-        "both members of the group should serve: {counts:?}"
-    );
-    Ok(())
+    authenticated_requests_stay_in_the_group(stack.ports())
 }
 
 fn an_invalid_token_is_refused_at_the_gateway_without_reaching_a_replica(
@@ -275,90 +221,7 @@ fn admin_pages_refuse_a_user_token_in_the_service(stack: &mut Stack) -> Result<(
 }
 
 fn the_full_user_journey_works_through_the_gateway(stack: &mut Stack) -> Result<()> {
-    let ports = stack.ports().clone();
-    let client = client(&ports, None)?;
-    let (_, token) = new_user(&client, &ports, "journey")?;
-    let form = reqwest::blocking::multipart::Form::new().part(
-        "file",
-        reqwest::blocking::multipart::Part::bytes(sample_png()?)
-            .file_name("gradient.png")
-            .mime_str("image/png")?,
-    );
-    let uploaded = client
-        .post(url(&ports, "images.localhost", "/upload"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()?;
-    ensure!(
-        uploaded.status() == 201,
-        "upload answered {}: {}",
-        uploaded.status(),
-        uploaded.text().unwrap_or_default()
-    );
-    let uploaded: Value = uploaded.json()?;
-    let image_id = uploaded["image_id"]
-        .as_str()
-        .context("upload answer has no image_id")?
-        .to_owned();
-
-    let predicted = client
-        .get(url(
-            &ports,
-            "inference.localhost",
-            &format!("/predict/{image_id}"),
-        ))
-        .bearer_auth(&token)
-        .send()?;
-    ensure!(
-        predicted.status() == 200,
-        "predict answered {}: {}",
-        predicted.status(),
-        predicted.text().unwrap_or_default()
-    );
-    let predicted: Value = predicted.json()?;
-    ensure!(
-        predicted["prediction"] == "forgettable" || predicted["prediction"] == "memorable",
-        "prediction is {predicted}"
-    );
-    println!("prediction through the gateway: {predicted}");
-
-    let listed: Value = client
-        .get(url(&ports, "images.localhost", "/images"))
-        .bearer_auth(&token)
-        .send()?
-        .json()?;
-    ensure!(
-        listed.to_string().contains(&image_id),
-        "the list does not show the upload: {listed}"
-    );
-
-    let deleted = client
-        .delete(url(
-            &ports,
-            "images.localhost",
-            &format!("/images/{image_id}"),
-        ))
-        .bearer_auth(&token)
-        .send()?;
-    ensure!(
-        deleted.status() == 204,
-        "delete answered {}",
-        deleted.status()
-    );
-    let gone = client
-        .get(url(
-            &ports,
-            "images.localhost",
-            &format!("/images/{image_id}/meta"),
-        ))
-        .bearer_auth(&token)
-        .send()?;
-    ensure!(
-        gone.status() == 404,
-        "a deleted image answered {}",
-        gone.status()
-    );
-    Ok(())
+    user_journey(stack.ports()).map(drop)
 }
 
 fn unknown_hosts_get_the_custom_404_page_and_error_localhost_shows_the_page(
@@ -413,56 +276,7 @@ fn a_stopped_images_service_gets_the_custom_503_page_in_html_or_json(
     stack: &mut Stack,
 ) -> Result<()> {
     stack.kill("images", SIGTERM)?;
-    let result = (|| {
-        let ports = stack.ports().clone();
-        let client = client(&ports, None)?;
-        eventually(
-            Duration::from_secs(10),
-            "images.localhost answers 503",
-            || {
-                Ok(client
-                    .get(url(&ports, "images.localhost", "/images"))
-                    .send()?
-                    .status()
-                    == 503)
-            },
-        )?;
-        let html = client
-            .get(url(&ports, "images.localhost", "/images"))
-            .header("Accept", "text/html")
-            .send()?;
-        ensure!(html.status() == 503, "HTML request got {}", html.status());
-        ensure!(
-            html.headers()["content-type"]
-                .to_str()?
-                .starts_with("text/html"),
-            "HTML page has the wrong type"
-        );
-        let page = html.text()?;
-        ensure!(
-            page.contains("503") && page.contains("Service unavailable"),
-            "not the custom page: {page}"
-        );
-        let problem = client
-            .get(url(&ports, "images.localhost", "/images"))
-            .header("Accept", "application/json")
-            .send()?;
-        ensure!(
-            problem.status() == 503,
-            "JSON request got {}",
-            problem.status()
-        );
-        ensure!(
-            problem.headers()["content-type"].to_str()? == "application/problem+json",
-            "JSON answer has the wrong type"
-        );
-        let body: Value = problem.json()?;
-        ensure!(
-            body["status"] == 503 && body["request_id"].is_string(),
-            "problem document: {body}"
-        );
-        Ok(())
-    })();
+    let result = stopped_images_get_the_custom_503_page(stack.ports());
     stack.restart("images")?;
     result
 }

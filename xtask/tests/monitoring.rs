@@ -390,7 +390,7 @@ fn start_stack(data_dir: PathBuf) -> Stack {
     ]);
     let options = StackOptions {
         data_dir,
-        bin_dir: env_dir("FORGETTABLE_BIN_DIR", "target/debug"),
+        bin_dir: env_dir("FORGETTABLE_BIN_DIR", "target/release"),
         model_dir: env_dir(
             "FORGETTABLE_TINY_MODEL_DIR",
             "inference_service/tests/fixtures/tiny",

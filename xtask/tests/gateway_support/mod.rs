@@ -10,9 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use xtask::stack::{Ports, Stack, StackOptions, USERS_NAMES};
 
 pub const ADMIN_USERNAME: &str = "gateway-admin";
@@ -53,7 +54,7 @@ pub fn model_dir() -> PathBuf {
 pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
     let bin_dir = required_dir(
         "FORGETTABLE_BIN_DIR",
-        "run the tests with `cargo xtask test`, or build with `cargo build --bins` and set FORGETTABLE_BIN_DIR=target/debug",
+        "run the tests with `cargo xtask test`, or build with `cargo build --release --bins` and set FORGETTABLE_BIN_DIR=target/release",
     )?;
     let mut env_overrides = BTreeMap::new();
     for name in USERS_NAMES {
@@ -324,4 +325,239 @@ impl EchoBackend {
             _runtime: runtime,
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Promises every deployment keeps, checked the same way natively and on Docker Compose.
+
+/// 30 anonymous requests split 10/10/10 (±1) over users-1..3.
+pub fn anonymous_requests_are_spread_evenly(ports: &Ports) -> Result<()> {
+    let client = client(ports, None)?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..30 {
+        let response = client
+            .get(url(ports, "users.localhost", "/.well-known/jwks.json"))
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "jwks answered {}",
+            response.status()
+        );
+        *counts.entry(served_by(&response)).or_default() += 1;
+    }
+    println!("split of 30 anonymous requests: {counts:?}");
+    for replica in ["users-1", "users-2", "users-3"] {
+        let n = counts.get(replica).copied().unwrap_or(0);
+        ensure!(
+            (9..=11).contains(&n),
+            "{replica} served {n} of 30: {counts:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Requests with a valid token are served by users-2 and users-3 only, both of them.
+pub fn authenticated_requests_stay_in_the_group(ports: &Ports) -> Result<()> {
+    let client = client(ports, None)?;
+    let (username, token) = new_user(&client, ports, "group")?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..12 {
+        let response = client
+            .get(url(ports, "users.localhost", "/me"))
+            .bearer_auth(&token)
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "/me answered {}",
+            response.status()
+        );
+        *counts.entry(served_by(&response)).or_default() += 1;
+        let me: Value = response.json()?;
+        ensure!(
+            me["username"] == username.as_str(),
+            "/me is someone else: {me}"
+        );
+    }
+    println!("authenticated requests: {counts:?}");
+    ensure!(
+        counts.keys().all(|k| k == "users-2" || k == "users-3"),
+        "authenticated requests left the group: {counts:?}"
+    );
+    ensure!(
+        counts.len() == 2,
+        "both members of the group should serve: {counts:?}"
+    );
+    Ok(())
+}
+
+/// Uploads a PNG and returns its image id.
+pub fn upload(client: &Client, ports: &Ports, token: &str, png: Vec<u8>) -> Result<String> {
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(png)
+            .file_name("gradient.png")
+            .mime_str("image/png")?,
+    );
+    let uploaded = client
+        .post(url(ports, "images.localhost", "/upload"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()?;
+    ensure!(
+        uploaded.status() == 201,
+        "upload answered {}: {}",
+        uploaded.status(),
+        uploaded.text().unwrap_or_default()
+    );
+    let uploaded: Value = uploaded.json()?;
+    Ok(uploaded["image_id"]
+        .as_str()
+        .context("upload answer has no image_id")?
+        .to_owned())
+}
+
+/// The SHA-256 of an image's bytes as downloaded.
+pub fn download_sha256(
+    client: &Client,
+    ports: &Ports,
+    token: &str,
+    image_id: &str,
+) -> Result<String> {
+    let response = client
+        .get(url(
+            ports,
+            "images.localhost",
+            &format!("/images/{image_id}"),
+        ))
+        .bearer_auth(token)
+        .send()?;
+    ensure!(
+        response.status() == 200,
+        "download answered {}",
+        response.status()
+    );
+    Ok(hex::encode(Sha256::digest(response.bytes()?)))
+}
+
+/// register → login → upload → predict → list → download → delete; returns the prediction.
+pub fn user_journey(ports: &Ports) -> Result<Value> {
+    let client = client(ports, None)?;
+    let (_, token) = new_user(&client, ports, "journey")?;
+    let png = sample_png()?;
+    let image_id = upload(&client, ports, &token, png.clone())?;
+
+    let predicted = client
+        .get(url(
+            ports,
+            "inference.localhost",
+            &format!("/predict/{image_id}"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        predicted.status() == 200,
+        "predict answered {}: {}",
+        predicted.status(),
+        predicted.text().unwrap_or_default()
+    );
+    let predicted: Value = predicted.json()?;
+    ensure!(
+        predicted["prediction"] == "forgettable" || predicted["prediction"] == "memorable",
+        "prediction is {predicted}"
+    );
+    println!("prediction through the gateway: {predicted}");
+
+    let listed: Value = client
+        .get(url(ports, "images.localhost", "/images"))
+        .bearer_auth(&token)
+        .send()?
+        .json()?;
+    ensure!(
+        listed.to_string().contains(&image_id),
+        "the list does not show the upload: {listed}"
+    );
+    ensure!(
+        download_sha256(&client, ports, &token, &image_id)? == hex::encode(Sha256::digest(&png)),
+        "the downloaded bytes differ from the upload"
+    );
+
+    let deleted = client
+        .delete(url(
+            ports,
+            "images.localhost",
+            &format!("/images/{image_id}"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        deleted.status() == 204,
+        "delete answered {}",
+        deleted.status()
+    );
+    let gone = client
+        .get(url(
+            ports,
+            "images.localhost",
+            &format!("/images/{image_id}/meta"),
+        ))
+        .bearer_auth(&token)
+        .send()?;
+    ensure!(
+        gone.status() == 404,
+        "a deleted image answered {}",
+        gone.status()
+    );
+    Ok(predicted)
+}
+
+/// With images_service stopped, images.localhost answers nginx's 503 page: HTML for browsers,
+/// problem+json for API clients. The gateway notices within its health check's interval.
+pub fn stopped_images_get_the_custom_503_page(ports: &Ports) -> Result<()> {
+    let client = client(ports, None)?;
+    eventually(
+        Duration::from_secs(10),
+        "images.localhost answers 503",
+        || {
+            Ok(client
+                .get(url(ports, "images.localhost", "/images"))
+                .send()?
+                .status()
+                == 503)
+        },
+    )?;
+    let html = client
+        .get(url(ports, "images.localhost", "/images"))
+        .header("Accept", "text/html")
+        .send()?;
+    ensure!(html.status() == 503, "HTML request got {}", html.status());
+    ensure!(
+        html.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/html"),
+        "HTML page has the wrong type"
+    );
+    let page = html.text()?;
+    ensure!(
+        page.contains("503") && page.contains("Service unavailable"),
+        "not the custom page: {page}"
+    );
+    let problem = client
+        .get(url(ports, "images.localhost", "/images"))
+        .header("Accept", "application/json")
+        .send()?;
+    ensure!(
+        problem.status() == 503,
+        "JSON request got {}",
+        problem.status()
+    );
+    ensure!(
+        problem.headers()["content-type"].to_str()? == "application/problem+json",
+        "JSON answer has the wrong type"
+    );
+    let body: Value = problem.json()?;
+    ensure!(
+        body["status"] == 503 && body["request_id"].is_string(),
+        "problem document: {body}"
+    );
+    Ok(())
 }
