@@ -656,6 +656,14 @@ fn traefik_reads_the_same_dynamic_files_with_the_same_entrypoints_in_both_modes(
         native_static["providers"]["file"]["directory"].as_str(),
         Some("${DYNAMIC_DIR}")
     );
+    assert_eq!(
+        compose_static["serversTransport"], native_static["serversTransport"],
+        "the two static files give backends the same timeouts"
+    );
+    assert!(
+        !compose_static["serversTransport"]["forwardingTimeouts"]["dialTimeout"].is_null(),
+        "a dial timeout bounds how long a vanished backend can hold a request"
+    );
     let names = |v: &Value| entrypoints(v).into_keys().collect::<BTreeSet<_>>();
     assert_eq!(
         names(&compose_static),
