@@ -7,9 +7,10 @@
 //!
 //! | part | figure | baseline |
 //! |---|---|---|
-//! | `gateway` | `GET /me` through Traefik with forwardAuth | the same request straight to one replica; Traefik → nginx as the floor |
+//! | `gateway` | `GET /me` through Traefik to the authenticated group | the same request straight to one replica; Traefik → nginx as the floor |
 //! | `users` | login p50/p99 and logins/s per core, `GET /me` at c=32 | the service's own argon2 time (`users_argon2_seconds`) |
 //! | `images` | MB/s of 5 MiB uploads at c=8 via the gateway, peak RSS | the same uploads straight to images_service; writing the bytes to the same disk |
+//! | `download` | `GET /images/{id}` of a 10 KB image at c=32, direct and via the gateway | `GET /me` direct; Traefik → nginx; nginx serving the file; the replaced service |
 //! | `inference` | images/s and latency at c=1, 2, 8; forward time; load time; RSS | ONNX Runtime on the same file, same threads |
 //! | `cold-start` | process start → `/readyz` 200 per service | — |
 //! | `failover` | share of a login storm answered by the backup, share failed | — |
@@ -29,6 +30,7 @@ use crate::{
 };
 
 mod cold_start;
+mod download;
 mod failover;
 mod fixtures;
 mod gateway;
@@ -51,6 +53,7 @@ pub enum Part {
     Gateway,
     Users,
     Images,
+    Download,
     Inference,
     ColdStart,
     Failover,
@@ -64,6 +67,7 @@ impl Part {
             Part::Gateway => "gateway",
             Part::Users => "users",
             Part::Images => "images",
+            Part::Download => "download",
             Part::Inference => "inference",
             Part::ColdStart => "cold-start",
             Part::Failover => "failover",
@@ -71,10 +75,11 @@ impl Part {
         }
     }
 
-    const DEFAULT: [Part; 6] = [
+    const DEFAULT: [Part; 7] = [
         Part::Gateway,
         Part::Users,
         Part::Images,
+        Part::Download,
         Part::Inference,
         Part::ColdStart,
         Part::Failover,
@@ -373,6 +378,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 }
                 Part::Users => users::run(&bench, &live, me_at_32.clone())?,
                 Part::Images => images::run(&bench, &live)?,
+                Part::Download => download::run(&bench, &live)?,
                 Part::Inference => inference::run(&bench, &live)?,
                 Part::ColdStart => cold_start::run(&bench, &live)?,
                 Part::Failover | Part::Profile => unreachable!("filtered above"),
