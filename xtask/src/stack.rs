@@ -164,10 +164,6 @@ pub fn traefik_env(ports: &Ports) -> BTreeMap<String, String> {
         ("IMAGES_URL".into(), loopback(ports.images)),
         ("INFERENCE_URL".into(), loopback(ports.inference)),
         ("ERRORS_URL".into(), loopback(ports.errors)),
-        (
-            "AUTH_VERIFY_URL".into(),
-            format!("{}/auth/verify", loopback(ports.traefik_metrics)),
-        ),
         ("ADMIN_ALLOWED_CIDRS".into(), "127.0.0.1/32,::1/128".into()),
     ])
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::stack::{self, Ports, Stack, StackOptions};
 
 /// Routers the dynamic configuration must define.
-const EXPECTED_ROUTERS: [&str; 9] = [
+const EXPECTED_ROUTERS: [&str; 8] = [
     "internal-metrics-hidden",
     "users-admin",
     "users-authenticated",
@@ -23,7 +23,6 @@ const EXPECTED_ROUTERS: [&str; 9] = [
     "inference",
     "error-pages",
     "catch-all",
-    "auth-verify",
 ];
 
 pub fn checks() -> Vec<(&'static str, Result<()>)> {

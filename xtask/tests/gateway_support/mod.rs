@@ -200,33 +200,6 @@ pub fn new_user(client: &Client, ports: &Ports, prefix: &str) -> Result<(String,
     Ok((username, token))
 }
 
-/// The sum of `http_requests_total` samples of one route over the given instances, read from
-/// each instance's own /metrics (never through the gateway).
-pub fn requests_seen(ports: &Ports, instances: &[&str], route: &str) -> Result<f64> {
-    let direct = Client::builder().timeout(Duration::from_secs(5)).build()?;
-    let needle = format!("route=\"{route}\"");
-    let mut total = 0.0;
-    for name in instances {
-        let port = ports
-            .users_port(name)
-            .with_context(|| format!("no users instance {name}"))?;
-        let text = direct
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()?
-            .text()?;
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("http_requests_total{") && l.contains(&needle))
-        {
-            let value = line.rsplit(' ').next().unwrap_or("0");
-            total += value
-                .parse::<f64>()
-                .with_context(|| format!("cannot read sample {line}"))?;
-        }
-    }
-    Ok(total)
-}
-
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
 pub fn eventually(
     timeout: Duration,
@@ -261,8 +234,7 @@ pub fn sample_png() -> Result<Vec<u8>> {
     Ok(bytes.into_inner())
 }
 
-/// An HTTP backend standing in for every users replica: `/auth/verify` accepts only
-/// `Bearer good-token` (answering the identity headers) and every other path answers the
+/// An HTTP backend standing in for every users replica and images: every path answers the
 /// identity headers it received as JSON.
 pub struct EchoBackend {
     pub port: u16,
@@ -271,24 +243,7 @@ pub struct EchoBackend {
 
 impl EchoBackend {
     pub fn start() -> Result<Self> {
-        use axum::{http::HeaderMap, response::IntoResponse, routing::get, Router};
-        async fn verify(headers: HeaderMap) -> impl IntoResponse {
-            let good = headers.get("authorization").and_then(|v| v.to_str().ok())
-                == Some("Bearer good-token");
-            if good {
-                (
-                    axum::http::StatusCode::OK,
-                    [
-                        ("x-user-id", "id-from-auth"),
-                        ("x-user-name", "name-from-auth"),
-                        ("x-user-role", "user"),
-                    ],
-                )
-                    .into_response()
-            } else {
-                axum::http::StatusCode::UNAUTHORIZED.into_response()
-            }
-        }
+        use axum::{http::HeaderMap, Router};
         async fn echo(headers: HeaderMap) -> axum::Json<Value> {
             let get = |name: &str| {
                 headers
@@ -314,9 +269,7 @@ impl EchoBackend {
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let port = listener.local_addr()?.port();
-        let app = Router::new()
-            .route("/auth/verify", get(verify))
-            .fallback(echo);
+        let app = Router::new().fallback(echo);
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
