@@ -357,7 +357,56 @@ impl Stack {
                 stack.wait_ready(index)?;
             }
         }
+        if only.is_none() {
+            stack.wait_until_the_gateway_sees_every_server()?;
+        }
         Ok(stack)
+    }
+
+    /// Waits until Traefik's active health checks mark every server UP: a process that answers
+    /// `/readyz` is not yet routed to until the next check (up to a second later), so a request
+    /// sent at once could get the gateway's 503.
+    fn wait_until_the_gateway_sees_every_server(&self) -> Result<()> {
+        if self.index("traefik").is_err() {
+            return Ok(());
+        }
+        let url = format!(
+            "http://127.0.0.1:{}/api/http/services",
+            self.opts.ports.traefik_api
+        );
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut down = Vec::new();
+        while Instant::now() < deadline {
+            let services: Option<serde_json::Value> = agent
+                .get(&url)
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .and_then(|text| serde_json::from_str(&text).ok());
+            if let Some(services) = services {
+                down = services
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|service| {
+                        service["serverStatus"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter(|(_, status)| *status != "UP")
+                            .map(|(server, _)| server.clone())
+                    })
+                    .collect();
+                if down.is_empty() {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("Traefik still sees these servers down after 30 s: {down:?}")
     }
 
     pub fn ports(&self) -> &Ports {
@@ -517,7 +566,8 @@ impl Stack {
         }
         let spec = self.processes[index].spec.clone();
         self.spawn(spec)?;
-        self.wait_ready(index)
+        self.wait_ready(index)?;
+        self.wait_until_the_gateway_sees_every_server()
     }
 
     /// Whether a process is still running.
