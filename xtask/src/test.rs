@@ -79,6 +79,15 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Res
         "--bins",
         "--tests",
     ]))?;
+    // Not part of `--tests`: the Compose test runs only when asked for (`test = false`).
+    tools::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "xtask",
+        "--test",
+        "compose_stack",
+    ]))?;
     phases.done("build");
 
     step("running cargo test over the workspace");
@@ -217,8 +226,17 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     if !args.no_checks {
         step("configuration checks with the real tools");
-        for (name, result) in checks::run_all() {
-            match result {
+        // `cargo xtask test -- FILTER` runs only the checks whose names contain FILTER too.
+        let filter = args
+            .cargo_test_args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .cloned();
+        for (name, check) in checks::all() {
+            if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                continue;
+            }
+            match check() {
                 Ok(()) => {
                     println!("check {name}: ok");
                     tally.passed += 1;

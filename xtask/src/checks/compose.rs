@@ -29,14 +29,15 @@ pub const LOCAL_DOCKERFILES: [&str; 6] = [
     "deploy/local/model.Dockerfile",
 ];
 
-pub fn checks() -> Vec<(&'static str, Result<()>)> {
-    let root = tools::root();
+pub fn checks() -> Vec<super::Check> {
     vec![
         (
             "docker-compose.yml matches the Compose specification",
-            validate_compose_file(&root.join(COMPOSE_FILE)),
+            || validate_compose_file(&tools::root().join(COMPOSE_FILE)),
         ),
-        ("Dockerfiles pass hadolint", lint_dockerfiles(&root)),
+        ("Dockerfiles pass hadolint", || {
+            lint_dockerfiles(&tools::root())
+        }),
     ]
 }
 

@@ -178,27 +178,30 @@ pub fn alert_rules(monitoring: &Path) -> Result<Vec<AlertRule>> {
 }
 
 /// The checks, by name, with their outcome.
-pub fn checks() -> Vec<(&'static str, Result<()>)> {
-    let monitoring = monitoring_dir();
-    if let Err(e) = tools::ensure_apt(&[("promtool", "prometheus")]) {
-        return vec![("monitoring: promtool available", Err(e))];
-    }
+pub fn checks() -> Vec<super::Check> {
     vec![
-        (
-            "monitoring: promtool check config",
-            check_config(&monitoring),
-        ),
-        ("monitoring: promtool check rules", check_rules(&monitoring)),
-        ("monitoring: promtool test rules", test_rules(&monitoring)),
-        (
-            "monitoring: Grafana provisioning and dashboards",
-            check_dashboards(&monitoring),
-        ),
-        (
-            "monitoring: dashboard queries are valid PromQL",
-            check_dashboard_promql(&monitoring),
-        ),
+        ("monitoring: promtool check config", || {
+            with_promtool(check_config)
+        }),
+        ("monitoring: promtool check rules", || {
+            with_promtool(check_rules)
+        }),
+        ("monitoring: promtool test rules", || {
+            with_promtool(test_rules)
+        }),
+        ("monitoring: Grafana provisioning and dashboards", || {
+            check_dashboards(&monitoring_dir())
+        }),
+        ("monitoring: dashboard queries are valid PromQL", || {
+            with_promtool(check_dashboard_promql)
+        }),
     ]
+}
+
+/// Runs a check that needs promtool (from Debian's prometheus package, installed when missing).
+fn with_promtool(check: fn(&Path) -> Result<()>) -> Result<()> {
+    tools::ensure_apt(&[("promtool", "prometheus")])?;
+    check(&monitoring_dir())
 }
 
 /// `promtool check config` on a copy laid out like the launcher's `<data_dir>/prometheus/`.

@@ -25,10 +25,10 @@ const EXPECTED_ROUTERS: [&str; 8] = [
     "catch-all",
 ];
 
-pub fn checks() -> Vec<(&'static str, Result<()>)> {
+pub fn checks() -> Vec<super::Check> {
     vec![
-        ("nginx error-page configuration (nginx -t)", check_nginx()),
-        ("traefik configuration loads cleanly", check_traefik()),
+        ("nginx error-page configuration (nginx -t)", check_nginx),
+        ("traefik configuration loads cleanly", check_traefik),
     ]
 }
 
