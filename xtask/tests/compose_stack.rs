@@ -332,6 +332,9 @@ fn down_with_volumes_leaves_nothing_of_the_project() -> Result<()> {
     Ok(())
 }
 
+const UP: &str = "stack_comes_up_healthy_with_every_image_built_locally";
+const DOWN: &str = "down_with_volumes_leaves_nothing_of_the_project";
+
 fn trial(name: &'static str, test: fn() -> Result<()>) -> Trial {
     Trial::test(name, move || {
         test().map_err(|e| Failed::from(format!("{e:#}")))
@@ -342,10 +345,7 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let trials = vec![
-        trial(
-            "stack_comes_up_healthy_with_every_image_built_locally",
-            stack_comes_up_healthy_with_every_image_built_locally,
-        ),
+        trial(UP, stack_comes_up_healthy_with_every_image_built_locally),
         trial(
             "anonymous_requests_go_round_robin_over_the_three_replicas",
             anonymous_requests_go_round_robin_over_the_three_replicas,
@@ -378,15 +378,26 @@ fn main() -> ExitCode {
             "postgres_keeps_users_and_images_across_a_restart",
             postgres_keeps_users_and_images_across_a_restart,
         ),
-        trial(
-            "down_with_volumes_leaves_nothing_of_the_project",
-            down_with_volumes_leaves_nothing_of_the_project,
-        ),
+        trial(DOWN, down_with_volumes_leaves_nothing_of_the_project),
     ];
-    let filtered = !args.skip.is_empty() || args.filter.is_some();
+    // A name filter (`cargo xtask test -- journey`) may select tests without the first and the
+    // last: bring the stack up before them and take it down after them all the same.
+    let filter = args.filter.clone().unwrap_or_default();
+    let selects = |name: &str| name.contains(filter.as_str());
+    let (first, last) = (UP, DOWN);
+    let middle_selected = !filter.is_empty()
+        && trials
+            .iter()
+            .any(|t| t.name() != first && t.name() != last && selects(t.name()));
+    if middle_selected && !selects(first) {
+        if let Err(e) = stack_comes_up_healthy_with_every_image_built_locally() {
+            eprintln!("the Compose stack did not come up: {e:#}");
+            let _ = engine().and_then(|e| e.down(&DownArgs { volumes: true }));
+            return ExitCode::FAILURE;
+        }
+    }
     let conclusion = libtest_mimic::run(&args, trials);
-    if filtered {
-        // A filtered run may have left the stack up; never leave it behind.
+    if middle_selected && !selects(last) {
         let _ = engine().and_then(|e| e.down(&DownArgs { volumes: true }));
     }
     conclusion.exit_code()
