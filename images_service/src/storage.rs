@@ -124,6 +124,16 @@ impl BlobStore {
         }
     }
 
+    /// The bytes of a small blob, read whole: one read instead of a stream of chunks, and a
+    /// response the server writes in one piece with its headers.
+    pub async fn read(&self, image_id: Uuid) -> object_store::Result<Bytes> {
+        self.store
+            .get(&Self::blob_key(image_id))
+            .await?
+            .bytes()
+            .await
+    }
+
     /// The bytes of an image's blob, streamed.
     pub async fn stream(
         &self,

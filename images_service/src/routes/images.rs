@@ -95,7 +95,10 @@ async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::Im
         .ok_or(ImagesError::NotFound)
 }
 
-/// The image's bytes, streamed, with its `Content-Type` and `ETag`.
+/// Images up to this size are read whole for a download; larger ones are streamed.
+const WHOLE_READ_MAX_BYTES: i64 = 256 * 1024;
+
+/// The image's bytes, with its `Content-Type` and `ETag`.
 #[utoipa::path(get, path = "/images/{id}", params(("id" = Uuid, Path)), responses(
     (status = 200, description = "The image", content(
         ("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")
@@ -127,12 +130,18 @@ pub(super) async fn download(
     if matched {
         return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
     }
-    let stream = state.store.stream(id).await.map_err(|e| {
+    let unreadable = |e: object_store::Error| {
         anyhow::Error::new(e).context(format!(
             "blob {} of an existing row is unreadable",
             BlobStore::blob_key(id)
         ))
-    })?;
+    };
+    // Small images (most of them) are read whole; large ones stream, so memory stays bounded.
+    let body = if row.bytes <= WHOLE_READ_MAX_BYTES {
+        Body::from(state.store.read(id).await.map_err(unreadable)?)
+    } else {
+        Body::from_stream(state.store.stream(id).await.map_err(unreadable)?)
+    };
     let content_type = HeaderValue::from_str(&row.content_type).map_err(anyhow::Error::new)?;
     Ok((
         validators,
@@ -144,7 +153,7 @@ pub(super) async fn download(
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response())
 }

@@ -63,6 +63,24 @@ db_test! {
 }
 
 db_test! {
+    async fn a_large_image_streams_back_byte_for_byte(app) {
+        // Noise does not compress: about 360 KB, above the size that is read whole.
+        let noise = image::RgbImage::from_fn(400, 300, |x, y| {
+            let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).wrapping_mul(2_246_822_519);
+            image::Rgb([(h >> 24) as u8, (h >> 16) as u8, (h >> 8) as u8])
+        });
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        noise.write_to(&mut bytes, image::ImageFormat::Png).expect("encode");
+        let bytes = bytes.into_inner();
+        assert!(bytes.len() > 256 * 1024, "{} bytes", bytes.len());
+        let body = app.upload_ok("noise.png", bytes.clone()).await;
+        let response = app.download(&app.user, body["image_id"].as_str().expect("id")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.bytes().await.expect("bytes").as_ref(), bytes.as_slice());
+    }
+}
+
+db_test! {
     async fn a_matching_if_none_match_gets_304_without_a_body(app) {
         let body = app.upload_ok("p.png", png(30, 30, 2)).await;
         let id = body["image_id"].as_str().expect("id");

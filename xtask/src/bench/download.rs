@@ -119,8 +119,8 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     part.loads = vec![direct, via, file, me, floor];
     part.note(format!(
         "A {bytes}-byte noise PNG, concurrency {}, {SECONDS} s per run. The download is authenticated (Bearer \
-         token verified by images_service), reads the metadata row (SQLite) and streams the blob from the local \
-         object store; nginx serves the same bytes with no check at all.",
+         token verified by images_service), reads the metadata row (SQLite) and reads the blob from the local \
+         object store (whole, as every image up to 256 KiB); nginx serves the same bytes with no check at all.",
         gateway::CONCURRENCY
     ));
     Ok(part)
