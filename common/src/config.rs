@@ -3,7 +3,13 @@
 //! Each service has its own typed settings struct built with [`var`] / [`var_or`], so a bad value
 //! fails at start with a message that names the variable.
 
-use std::{fmt::Display, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt::Display,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 /// A configuration value that is missing or cannot be parsed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,84 @@ where
 /// Reads a duration given in whole seconds.
 pub fn secs_or(name: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(var_or(name, default)?))
+}
+
+const PASSWORD_FILE: &str = "DATABASE_PASSWORD_FILE";
+
+/// Reads `DATABASE_URL` (`default` when unset) and, when `DATABASE_PASSWORD_FILE` names a file,
+/// puts the password read from it into the URL, so a Docker secret can carry the password.
+///
+/// Trailing line breaks in the file are ignored; any other character is part of the password and
+/// is percent-encoded. The file applies to `postgres://` / `postgresql://` URLs only. With
+/// `DATABASE_PASSWORD_FILE` unset or empty, the URL is returned as given.
+pub fn database_url(default: &str) -> Result<String, ConfigError> {
+    let url: String = var_or("DATABASE_URL", default.to_owned())?;
+    let password_file: Option<PathBuf> = var(PASSWORD_FILE)?;
+    with_password_file(&url, password_file.as_deref())
+}
+
+fn with_password_file(url: &str, password_file: Option<&Path>) -> Result<String, ConfigError> {
+    let Some(path) = password_file else {
+        return Ok(url.to_owned());
+    };
+    // The scheme is checked before anything is read, so a SQLite URL fails the same way whether
+    // or not the file exists.
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    if !(scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")) {
+        return Err(ConfigError::new(
+            PASSWORD_FILE,
+            "applies to PostgreSQL URLs (postgres://USER@HOST/DB) only, but DATABASE_URL is not one",
+        ));
+    }
+    let contents = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            PASSWORD_FILE,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    // `echo secret > file` and most editors end the file with a line break that is no part of it.
+    let password = contents.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(ConfigError::new(
+            PASSWORD_FILE,
+            format!("{} holds no password", path.display()),
+        ));
+    }
+    // Neither the URL nor the parse error goes into a message: the URL may hold a password.
+    let mut parsed = url::Url::parse(url)
+        .map_err(|e| ConfigError::new("DATABASE_URL", format!("is not a valid URL: {e}")))?;
+    if parsed.query_pairs().any(|(key, _)| key == "password") {
+        return Err(ConfigError::new(
+            PASSWORD_FILE,
+            "DATABASE_URL already has a `password` query parameter, which would win; remove it",
+        ));
+    }
+    // `set_password` leaves `%` as it is, so the password is encoded here, completely.
+    parsed
+        .set_password(Some(&percent_encode(password)))
+        .map_err(|()| {
+            ConfigError::new(
+                PASSWORD_FILE,
+                "DATABASE_URL has no host to attach the password to (postgres://USER@HOST/DB)",
+            )
+        })?;
+    Ok(parsed.into())
+}
+
+/// Percent-encodes every byte except RFC 3986's unreserved characters.
+fn percent_encode(raw: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut encoded = String::with_capacity(raw.len() * 3);
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push('%');
+            encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+            encoded.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    encoded
 }
 
 /// How logs are written.
@@ -185,5 +269,132 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         let err = ConfigError::new("MAX_IN_FLIGHT", "cannot parse \"x\"");
         assert!(err.to_string().contains("MAX_IN_FLIGHT"));
+    }
+
+    /// A password file under the temporary directory, removed on drop.
+    struct PasswordFile(PathBuf);
+
+    impl PasswordFile {
+        fn new(test: &str, contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "common-config-{}-{test}.password",
+                std::process::id()
+            ));
+            std::fs::write(&path, contents).expect("write the password file");
+            Self(path)
+        }
+    }
+
+    impl Drop for PasswordFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// The password as a PostgreSQL driver reads it back from the URL.
+    fn password_of(url: &str) -> String {
+        let parsed = url::Url::parse(url).expect("a valid URL");
+        let encoded = parsed.password().expect("a password").as_bytes();
+        let mut decoded = Vec::new();
+        let mut i = 0;
+        while i < encoded.len() {
+            if encoded[i] == b'%' {
+                let hex = std::str::from_utf8(&encoded[i + 1..i + 3]).expect("ASCII");
+                decoded.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                i += 3;
+            } else {
+                decoded.push(encoded[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(decoded).expect("UTF-8")
+    }
+
+    #[test]
+    fn without_a_password_file_the_url_is_used_as_given() {
+        for url in [
+            "sqlite://data/users.db",
+            "postgres://forgettable:from-env@db:5432/users",
+        ] {
+            assert_eq!(with_password_file(url, None).expect("unchanged"), url);
+        }
+    }
+
+    #[test]
+    fn the_password_file_fills_in_the_password_without_its_line_break() {
+        let file = PasswordFile::new("line-break", "s3cret\n");
+        let url = with_password_file("postgres://forgettable@db:5432/users", Some(&file.0))
+            .expect("password inserted");
+        assert_eq!(url, "postgres://forgettable:s3cret@db:5432/users");
+    }
+
+    #[test]
+    fn url_special_characters_in_the_password_are_percent_encoded() {
+        let password = "p@ss/w%rd:#?+ é";
+        let file = PasswordFile::new("special", &format!("{password}\r\n"));
+        let url = with_password_file(
+            "postgres://forgettable@db/users?sslmode=disable",
+            Some(&file.0),
+        )
+        .expect("password inserted");
+        assert_eq!(
+            url,
+            "postgres://forgettable:p%40ss%2Fw%25rd%3A%23%3F%2B%20%C3%A9@db/users?sslmode=disable"
+        );
+        assert_eq!(password_of(&url), password);
+    }
+
+    #[test]
+    fn the_password_file_replaces_a_password_already_in_the_url() {
+        let file = PasswordFile::new("replace", "from-file\n");
+        let url = with_password_file("postgresql://forgettable:from-env@db/users", Some(&file.0))
+            .expect("password replaced");
+        assert_eq!(url, "postgresql://forgettable:from-file@db/users");
+    }
+
+    #[test]
+    fn an_unreadable_password_file_names_the_variable() {
+        let missing = std::env::temp_dir().join("common-config-no-such-file.password");
+        let err = with_password_file("postgres://forgettable@db/users", Some(&missing))
+            .expect_err("missing file");
+        assert_eq!(err.name, "DATABASE_PASSWORD_FILE");
+        assert!(err.message.contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_password_file_is_refused() {
+        let file = PasswordFile::new("empty", "\n");
+        let err = with_password_file("postgres://forgettable@db/users", Some(&file.0))
+            .expect_err("empty password");
+        assert_eq!(err.name, "DATABASE_PASSWORD_FILE");
+    }
+
+    #[test]
+    fn a_password_file_with_a_sqlite_url_is_refused() {
+        let file = PasswordFile::new("sqlite", "s3cret\n");
+        let err = with_password_file("sqlite://data/users.db", Some(&file.0))
+            .expect_err("sqlite has no password");
+        assert_eq!(err.name, "DATABASE_PASSWORD_FILE");
+        assert!(err.message.contains("PostgreSQL URLs"), "{err}");
+    }
+
+    #[test]
+    fn a_password_file_with_a_socket_url_is_refused() {
+        let file = PasswordFile::new("socket", "s3cret\n");
+        let err = with_password_file("postgres:///users?host=/run/postgresql", Some(&file.0))
+            .expect_err("no host");
+        assert_eq!(err.name, "DATABASE_PASSWORD_FILE");
+        assert!(err.message.contains("no host"), "{err}");
+    }
+
+    #[test]
+    fn a_password_query_parameter_is_refused_without_repeating_it() {
+        let file = PasswordFile::new("no-echo", "s3cret\n");
+        let err = with_password_file(
+            "postgres://forgettable@db/users?password=old",
+            Some(&file.0),
+        )
+        .expect_err("query password");
+        assert!(!err.to_string().contains("old"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! The service's settings, read from the environment and validated at start.
 
-use common::config::{var_or, ConfigError, ServerSettings};
+use common::config::{database_url, var_or, ConfigError, ServerSettings};
 
 /// Where images_service listens unless `LISTEN_ADDR` says otherwise.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
@@ -14,7 +14,8 @@ pub use common::config::ImageLimits as UploadLimits;
 #[derive(Clone)]
 pub struct Settings {
     pub server: ServerSettings,
-    /// `DATABASE_URL`: `sqlite://…` (WAL) or `postgres://…`.
+    /// `DATABASE_URL`: `sqlite://…` (WAL) or `postgres://…`, with the password from
+    /// `DATABASE_PASSWORD_FILE` when that is set.
     pub database_url: String,
     /// `BLOB_STORE_URL`: `file://DIR` or `s3://BUCKET[/PREFIX]`.
     pub blob_store_url: String,
@@ -27,7 +28,7 @@ impl Settings {
         let limits = UploadLimits::from_env()?;
         let settings = Self {
             server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
-            database_url: var_or("DATABASE_URL", "sqlite://data/images.db".to_owned())?,
+            database_url: database_url("sqlite://data/images.db")?,
             blob_store_url: var_or("BLOB_STORE_URL", "file://data/blobs".to_owned())?,
             limits,
         };

@@ -7,7 +7,7 @@ use std::{net::IpAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use common::{
     auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER},
-    config::{secs_or, var, var_or, ConfigError, ServerSettings},
+    config::{database_url, secs_or, var, var_or, ConfigError, ServerSettings},
 };
 use ipnet::IpNet;
 use secrecy::SecretString;
@@ -54,7 +54,8 @@ pub struct BootstrapAdmin {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
-    /// `DATABASE_URL`: `sqlite://…` (file created when missing) or `postgres://…`.
+    /// `DATABASE_URL`: `sqlite://…` (file created when missing) or `postgres://…`, with the
+    /// password from `DATABASE_PASSWORD_FILE` when that is set.
     pub database_url: String,
     /// `JWT_SIGNING_KEY_FILE`: Ed25519 PKCS#8 PEM; its public key goes to `<file>.pub`.
     pub signing_key_file: PathBuf,
@@ -144,7 +145,7 @@ impl Settings {
             };
         let settings = Self {
             server,
-            database_url: var_or("DATABASE_URL", "sqlite://data/users.db".to_owned())?,
+            database_url: database_url("sqlite://data/users.db")?,
             signing_key_file: var_or(
                 "JWT_SIGNING_KEY_FILE",
                 PathBuf::from("data/keys/jwt-ed25519.pem"),

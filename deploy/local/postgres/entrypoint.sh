@@ -3,6 +3,31 @@
 # listening on its socket only (so a TCP health check turns healthy only afterwards); then run
 # the server in the foreground on every address.
 set -eu
+# POSTGRES_PASSWORD_FILE (e.g. a Docker secret under /run/secrets) as in the official image. Its
+# trailing line breaks (LF or CRLF) are dropped, as the services do with DATABASE_PASSWORD_FILE.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+    echo "POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are exclusive; set only one" >&2
+    exit 1
+  fi
+  POSTGRES_PASSWORD=$(cat -- "$POSTGRES_PASSWORD_FILE") || {
+    echo "POSTGRES_PASSWORD_FILE: cannot read $POSTGRES_PASSWORD_FILE" >&2
+    exit 1
+  }
+  cr=$(printf '\r')
+  newline='
+'
+  while :; do
+    case $POSTGRES_PASSWORD in
+      *"$cr" | *"$newline") POSTGRES_PASSWORD=${POSTGRES_PASSWORD%?} ;;
+      *) break ;;
+    esac
+  done
+  if [ -z "$POSTGRES_PASSWORD" ]; then
+    echo "POSTGRES_PASSWORD_FILE: $POSTGRES_PASSWORD_FILE holds no password" >&2
+    exit 1
+  fi
+fi
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
 user=${POSTGRES_USER:-postgres}
 database=${POSTGRES_DB:-$user}
