@@ -32,6 +32,12 @@ use crate::{
 pub const PROJECT: &str = "forgettable-images";
 /// The override for an engine that cannot pull, relative to the workspace root.
 pub const OVERRIDE: &str = "deploy/local/compose.yml";
+/// The Compose files, in order: the stack, what only Compose does, the local images.
+pub const COMPOSE_FILES: &[&str] = &[
+    "docker-compose.yml",
+    "docker-compose.override.yml",
+    OVERRIDE,
+];
 /// The Debian base every local image starts from.
 pub const BASE_IMAGE: &str = "forgettable-images/local-debian:bookworm";
 /// Services that `up` leaves out: their images cannot be made from Debian's packages.
@@ -94,23 +100,40 @@ pub fn run(args: DockerArgs) -> Result<()> {
 
 /// The URLs of the Compose stack on the Docker host.
 pub fn url_table() -> String {
-    let rows = [
-        ("users (gateway)", "http://users.localhost"),
-        ("images (gateway)", "http://images.localhost"),
-        ("inference (gateway)", "http://inference.localhost"),
-        ("error pages (gateway)", "http://error.localhost"),
-        ("Traefik dashboard", "http://127.0.0.1:8080/dashboard/"),
-        ("Prometheus", "http://127.0.0.1:9090"),
-    ];
     let mut table =
         format!("Forgettable Images is running on Docker Compose (project {PROJECT}):\n\n");
-    for (name, url) in rows {
+    table.push_str(&gateway_rows());
+    for (name, url) in [
+        ("Traefik dashboard", "http://127.0.0.1:8080/dashboard/"),
+        ("Prometheus", "http://127.0.0.1:9090"),
+    ] {
         table.push_str(&format!("  {name:<22}  {url}\n"));
     }
     table
         .push_str("  (Grafana is left out here: no image of it can be built without a registry)\n");
     table
 }
+
+/// The gateway's URLs, and how to trust its certificate.
+pub fn gateway_rows() -> String {
+    let mut rows = String::new();
+    for (name, url) in [
+        ("users (gateway)", "https://users.localhost"),
+        ("images (gateway)", "https://images.localhost"),
+        ("inference (gateway)", "https://inference.localhost"),
+        ("error pages (gateway)", "https://error.localhost"),
+    ] {
+        rows.push_str(&format!("  {name:<22}  {url}\n"));
+    }
+    rows.push_str(&format!(
+        "  {:<22}  {CA_CERTIFICATE} (curl --cacert {CA_CERTIFICATE} https://users.localhost/healthz)\n",
+        "certificate authority"
+    ));
+    rows
+}
+
+/// The local certificate authority gen-secrets.sh writes, relative to the workspace root.
+pub const CA_CERTIFICATE: &str = "deploy/secrets/ca.crt";
 
 /// The Docker engine and the two clients the stack needs: Compose, and a Docker CLI that builds
 /// with BuildKit.
@@ -153,20 +176,25 @@ impl Engine {
         })
     }
 
-    /// `docker compose -p forgettable-images -f docker-compose.yml -f deploy/local/compose.yml`.
+    /// `docker compose -p forgettable-images -f …` with the [`COMPOSE_FILES`].
     pub fn compose(&self) -> Command {
         let mut command = Command::new(&self.compose[0]);
         command
             .args(&self.compose[1..])
-            .args(["-p", PROJECT, "-f", "docker-compose.yml", "-f", OVERRIDE])
+            .args(["-p", PROJECT])
             .current_dir(tools::root());
+        for file in COMPOSE_FILES {
+            command.args(["-f", file]);
+        }
         command
     }
 
     fn compose_command_line(&self) -> String {
+        let files: Vec<String> = COMPOSE_FILES.iter().map(|f| format!("-f {f}")).collect();
         format!(
-            "{} -p {PROJECT} -f docker-compose.yml -f {OVERRIDE}",
-            self.compose.join(" ")
+            "{} -p {PROJECT} {}",
+            self.compose.join(" "),
+            files.join(" ")
         )
     }
 
@@ -183,6 +211,27 @@ impl Engine {
 
     /// Builds every image and starts the stack, healthy, with timings of each phase.
     pub fn up(&self, args: &UpArgs) -> Result<()> {
+        let config = self.build_images(args)?;
+
+        let started = Instant::now();
+        let services = started_services(&config)?;
+        step(format!("starting {}", services.join(", ")));
+        tools::run(
+            self.compose()
+                .args(["up", "--detach", "--no-build", "--remove-orphans"])
+                .args(&services),
+        )?;
+        self.wait_healthy(HEALTHY_WITHIN)?;
+        step(format!(
+            "every service healthy {:.0} s after the start",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// Writes the secrets that are missing and builds every image the stack names (the Swarm
+    /// stack names the same ones); returns the merged Compose configuration.
+    pub fn build_images(&self, args: &UpArgs) -> Result<Value> {
         let root = tools::root();
         step("the secrets (deploy/gen-secrets.sh keeps existing ones)");
         tools::run(Command::new("sh").arg(root.join("deploy/gen-secrets.sh")))?;
@@ -212,21 +261,7 @@ impl Engine {
             "service images built in {:.0} s",
             started.elapsed().as_secs_f64()
         ));
-
-        let started = Instant::now();
-        let services = started_services(&config)?;
-        step(format!("starting {}", services.join(", ")));
-        tools::run(
-            self.compose()
-                .args(["up", "--detach", "--no-build", "--remove-orphans"])
-                .args(&services),
-        )?;
-        self.wait_healthy(HEALTHY_WITHIN)?;
-        step(format!(
-            "every service healthy {:.0} s after the start",
-            started.elapsed().as_secs_f64()
-        ));
-        Ok(())
+        Ok(config)
     }
 
     /// `docker compose down --remove-orphans [--volumes]`.
@@ -239,12 +274,6 @@ impl Engine {
         command.args(["down", "--remove-orphans"]);
         if args.volumes {
             command.arg("--volumes");
-        }
-        // Taking the stack down needs no secret, but Compose interpolates the whole file first.
-        for name in ["POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"] {
-            if std::env::var_os(name).is_none() && !root_env_file_has(name) {
-                command.env(name, "unused-by-down");
-            }
         }
         tools::run(&mut command)
     }
@@ -684,9 +713,4 @@ fn built_binaries(config: &Value) -> Result<Vec<String>> {
     binaries.sort();
     binaries.dedup();
     Ok(binaries)
-}
-
-fn root_env_file_has(name: &str) -> bool {
-    fs::read_to_string(tools::root().join(".env"))
-        .is_ok_and(|text| text.lines().any(|l| l.starts_with(&format!("{name}="))))
 }

@@ -5,6 +5,7 @@
 //! - [`postgres`]: a throwaway PostgreSQL server for the test runs.
 //! - [`stack`]: the native launcher (`cargo xtask up`), also used by the end-to-end tests.
 //! - [`docker`]: the Compose stack on the local Docker engine (`cargo xtask docker up|down`).
+//! - [`swarm`]: the same images as a Docker Swarm stack (`cargo xtask swarm up|down`).
 //! - [`model`]: obtaining and converting the ONNX model.
 //! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
 //! - [`test`]: `cargo xtask test`, which runs all of the above.
@@ -16,5 +17,6 @@ pub mod docker;
 pub mod model;
 pub mod postgres;
 pub mod stack;
+pub mod swarm;
 pub mod test;
 pub mod tools;

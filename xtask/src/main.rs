@@ -20,6 +20,8 @@ enum Command {
     Up(xtask::stack::UpArgs),
     /// Run the suite on this machine's Docker engine with Compose, every image built locally.
     Docker(xtask::docker::DockerArgs),
+    /// Run the suite as a Docker Swarm stack on this engine (a single-node swarm if none).
+    Swarm(xtask::swarm::SwarmArgs),
     /// Run every test: unit, integration (SQLite and PostgreSQL), end-to-end, config checks.
     Test(xtask::test::TestArgs),
     /// Convert the ResMem model to ONNX under ./data/models/resmem (non-commercial licence).
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => xtask::stack::up(args),
         Command::Docker(args) => xtask::docker::run(args),
+        Command::Swarm(args) => xtask::swarm::run(args),
         Command::Test(args) => xtask::test::run(args),
         Command::Model(args) => xtask::model::run(args),
         Command::Bench(args) => xtask::bench::run(args),

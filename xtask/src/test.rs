@@ -6,7 +6,9 @@
 //!    integration tests over real HTTP, end-to-end tests through the real gateway. Everything is
 //!    built once, in release mode: the tests, the native stack, the Docker images and
 //!    `cargo xtask up` afterwards all use the same binaries.
-//! 4. Runs the Compose stack on the local Docker engine and tests it (`tests/compose_stack.rs`).
+//! 4. Runs the Compose stack on the local Docker engine and tests it (`tests/compose_stack.rs`),
+//!    then the Swarm stack (`tests/swarm_stack.rs`); both publish ports 80 and 443, so one after
+//!    the other.
 //! 5. Runs the configuration checks with the real tools.
 //!
 //! It prints how long each phase took and ends with one summary line `N passed, M failed`.
@@ -34,7 +36,7 @@ pub struct TestArgs {
     /// Run only the configuration checks.
     #[arg(long, conflicts_with = "no_checks")]
     pub checks_only: bool,
-    /// Skip the Compose test on the Docker engine (a few minutes; CI always runs it).
+    /// Skip the Compose and Swarm tests on the Docker engine (minutes; CI always runs them).
     #[arg(long)]
     pub no_docker: bool,
     /// Passed to `cargo test` after `--` (e.g. a test name filter).
@@ -79,15 +81,13 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Res
         "--bins",
         "--tests",
     ]))?;
-    // Not part of `--tests`: the Compose test runs only when asked for (`test = false`).
-    tools::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "xtask",
-        "--test",
-        "compose_stack",
-    ]))?;
+    // Not part of `--tests`: the Docker tests run only when asked for (`test = false`).
+    tools::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["build", "--release", "--package", "xtask"])
+            .args(DOCKER_TESTS.iter().flat_map(|(test, _)| ["--test", test])),
+    )?;
     phases.done("build");
 
     step("running cargo test over the workspace");
@@ -106,27 +106,31 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Res
     Ok(tally)
 }
 
-/// `tests/compose_stack.rs`: the Compose stack on the local engine, up, tested, down.
-fn compose_tests(args: &TestArgs, phases: &mut Phases) -> Result<Tally> {
-    step("the Compose stack on the local Docker engine (tests/compose_stack.rs)");
+/// The tests of the stacks on the local Docker engine, run in this order: each brings its stack
+/// up, tests it and takes it down.
+const DOCKER_TESTS: [(&str, &str); 2] = [("compose_stack", "compose"), ("swarm_stack", "swarm")];
+
+/// `tests/<test>.rs`: a stack on the local engine, up, tested, down.
+fn docker_tests(
+    test: &str,
+    phase: &'static str,
+    args: &TestArgs,
+    phases: &mut Phases,
+) -> Result<Tally> {
+    step(format!(
+        "the {phase} stack on the local Docker engine (tests/{test}.rs)"
+    ));
     let mut command = Command::new("cargo");
     command
         .current_dir(tools::root())
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "xtask",
-            "--test",
-            "compose_stack",
-        ])
+        .args(["test", "--release", "--package", "xtask", "--test", test])
         .arg("--")
         .args(&args.cargo_test_args);
     for (name, value) in test_environment()? {
         command.env(name, value);
     }
     let tally = run_counted(&mut command)?;
-    phases.done("compose");
+    phases.done(phase);
     Ok(tally)
 }
 
@@ -216,12 +220,14 @@ pub fn run(args: TestArgs) -> Result<()> {
         tally.add(&cargo);
         drop(postgres);
         if !args.no_docker {
-            let compose = compose_tests(&args, &mut phases)?;
-            println!(
-                "compose test: {} passed, {} failed",
-                compose.passed, compose.failed
-            );
-            tally.add(&compose);
+            for (test, phase) in DOCKER_TESTS {
+                let counted = docker_tests(test, phase, &args, &mut phases)?;
+                println!(
+                    "{phase} test: {} passed, {} failed",
+                    counted.passed, counted.failed
+                );
+                tally.add(&counted);
+            }
         }
     }
     if !args.no_checks {

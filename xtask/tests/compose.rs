@@ -130,6 +130,23 @@ struct Compose {
     doc: Value,
 }
 
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(base), Value::Mapping(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Sequence(base), Value::Sequence(over)) => base.extend(over),
+        (base, over) => *base = over,
+    }
+}
+
 /// A bind mount or volume of a service (short syntax `SOURCE:TARGET[:MODE]`).
 struct Mount {
     source: String,
@@ -144,10 +161,16 @@ impl Mount {
 }
 
 impl Compose {
+    /// docker-compose.yml with docker-compose.override.yml over it, as `docker compose` reads
+    /// them: mappings merge, lists add up, other values are replaced.
     fn try_load(vars: &BTreeMap<String, String>) -> Result<Compose, String> {
         let mut doc = yaml("docker-compose.yml");
         doc.apply_merge()
             .map_err(|e| format!("YAML merge keys: {e}"))?;
+        let mut over = yaml("docker-compose.override.yml");
+        over.apply_merge()
+            .map_err(|e| format!("YAML merge keys of the override: {e}"))?;
+        merge(&mut doc, over);
         interpolate_all(&mut doc, vars)?;
         Ok(Compose { doc })
     }
@@ -565,11 +588,15 @@ fn compose_gives_each_service_every_variable_the_native_launcher_sets_pointing_a
             }
         }
         if spec.name == "traefik" {
-            let names: BTreeSet<&String> = compose_env.keys().collect();
+            let names: BTreeSet<&str> = compose_env
+                .keys()
+                .map(String::as_str)
+                .filter(|name| !TLS_VARIABLES.contains(name))
+                .collect();
             assert_eq!(
                 names,
-                spec.env.keys().collect(),
-                "Traefik's variables differ between Compose and native"
+                spec.env.keys().map(String::as_str).collect(),
+                "Traefik's variables differ between Compose and native (but for TLS)"
             );
         } else if compose.built_services().contains_key(&spec.name) {
             for variable in compose_env.keys() {
@@ -595,6 +622,17 @@ fn compose_gives_each_service_every_variable_the_native_launcher_sets_pointing_a
         }
     }
 }
+
+/// Traefik's variables for HTTPS, which only Compose and Swarm set: the native gateway is plain
+/// HTTP on loopback.
+const TLS_VARIABLES: [&str; 4] = [
+    "PUBLIC_DOMAIN",
+    "TLS_CERTIFICATE",
+    "TLS_KEY",
+    "TLS_CERT_RESOLVER",
+];
+/// Set by deploy/swarm.yml only: the users services come from Traefik's Swarm provider.
+const SWARM_VARIABLE: &str = "USERS_SERVERS_FROM";
 
 #[test]
 fn traefik_dynamic_defaults_are_the_compose_values_and_cover_every_variable_it_reads() {
@@ -624,11 +662,10 @@ fn traefik_dynamic_defaults_are_the_compose_values_and_cover_every_variable_it_r
             }
         }
     }
-    assert_eq!(
-        read_by_config,
-        traefik.env.keys().cloned().collect(),
-        "variables the dynamic files read"
-    );
+    let mut expected: BTreeSet<String> = traefik.env.keys().cloned().collect();
+    expected.extend(TLS_VARIABLES.map(str::to_owned));
+    expected.insert(SWARM_VARIABLE.to_owned());
+    assert_eq!(read_by_config, expected, "variables the dynamic files read");
 }
 
 #[test]
@@ -665,10 +702,19 @@ fn traefik_reads_the_same_dynamic_files_with_the_same_entrypoints_in_both_modes(
         "a dial timeout bounds how long a vanished backend can hold a request"
     );
     let names = |v: &Value| entrypoints(v).into_keys().collect::<BTreeSet<_>>();
+    let mut native_names = names(&native_static);
+    // Compose adds the plain-HTTP entrypoint that redirects to HTTPS.
+    native_names.insert("web-http".to_owned());
+    assert_eq!(names(&compose_static), native_names, "entrypoint names");
+    assert!(
+        !compose_static["entryPoints"]["web"]["http"]["tls"].is_null(),
+        "Compose's web entrypoint speaks TLS"
+    );
     assert_eq!(
-        names(&compose_static),
-        names(&native_static),
-        "entrypoint names"
+        compose_static["entryPoints"]["web-http"]["http"]["redirections"]["entryPoint"]["to"]
+            .as_str(),
+        Some("web"),
+        "plain HTTP redirects to the web entrypoint"
     );
     let native_traefik = native()
         .into_iter()
@@ -693,6 +739,7 @@ fn traefik_reads_the_same_dynamic_files_with_the_same_entrypoints_in_both_modes(
 fn only_the_gateway_entrypoint_is_published_beyond_loopback() {
     let compose = Compose::with_example_env();
     let web_port = port_of(&entrypoints(&yaml("traefik/traefik.yml"))["web"]);
+    let redirect_port = port_of(&entrypoints(&yaml("traefik/traefik.yml"))["web-http"]);
     let api_port = port_of(&entrypoints(&yaml("traefik/traefik.yml"))["traefik"]);
     let mut published = BTreeMap::new();
     for name in compose.service_names() {
@@ -705,10 +752,9 @@ fn only_the_gateway_entrypoint_is_published_beyond_loopback() {
             if parts.len() == 3 {
                 assert_eq!(parts[0], "127.0.0.1", "{name}: {spec} must bind 127.0.0.1");
             } else {
-                assert_eq!(
-                    (name.as_str(), container),
-                    ("traefik", web_port),
-                    "only Traefik's web entrypoint is public: {spec}"
+                assert!(
+                    name == "traefik" && [web_port, redirect_port].contains(&container),
+                    "only Traefik's web entrypoints are public: {name} {spec}"
                 );
             }
             published.insert((name.clone(), container), parts.len() == 2);
@@ -716,6 +762,7 @@ fn only_the_gateway_entrypoint_is_published_beyond_loopback() {
     }
     let expected = BTreeMap::from([
         (("traefik".to_owned(), web_port), true),
+        (("traefik".to_owned(), redirect_port), true),
         (("traefik".to_owned(), api_port), false),
         (("prometheus".to_owned(), 9090), false),
         (("grafana".to_owned(), 3000), false),
@@ -888,10 +935,17 @@ fn the_database_lives_on_the_internal_network_with_a_database_per_service() {
             postgres_env.get("POSTGRES_USER"),
             "{name}: role"
         );
+        assert_eq!(parsed.password, "", "{name}: a password in DATABASE_URL");
         assert_eq!(
-            Some(&Some(parsed.password.clone())),
-            postgres_env.get("POSTGRES_PASSWORD"),
-            "{name}: password"
+            compose.env(&name).get("DATABASE_PASSWORD_FILE"),
+            postgres_env.get("POSTGRES_PASSWORD_FILE"),
+            "{name}: the password comes from the database's own password file"
+        );
+        assert!(
+            compose
+                .strings(&name, "secrets")
+                .contains(&"postgres_password".to_owned()),
+            "{name}: the postgres_password secret is not mounted"
         );
         assert!(
             init.contains(&format!("CREATE DATABASE {};", parsed.database)),
@@ -1179,14 +1233,37 @@ fn the_inference_entrypoint_shows_the_licence_note_then_runs_the_service() {
 }
 
 #[test]
-fn compose_interpolation_refuses_to_start_without_the_secrets() {
-    let Err(message) = Compose::try_load(&BTreeMap::new()) else {
-        panic!("Compose must refuse to start")
-    };
+fn every_secret_is_a_file_gen_secrets_writes_and_no_variable_holds_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("sh")
+        .arg(root().join("deploy/gen-secrets.sh"))
+        .arg(dir.path())
+        .output()
+        .expect("running gen-secrets.sh");
     assert!(
-        message.contains("run deploy/gen-secrets.sh first"),
-        "{message}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let compose = Compose::with_example_env();
+    let secrets = compose.doc["secrets"].as_mapping().expect("secrets");
+    assert!(secrets.len() >= 5, "secrets: {secrets:?}");
+    for (name, secret) in secrets {
+        let file = secret["file"].as_str().expect("a file secret");
+        let written = dir.path().join(file.trim_start_matches("./"));
+        assert!(
+            written.is_file(),
+            "{name:?}: gen-secrets.sh writes no {file}"
+        );
+    }
+    for service in compose.service_names() {
+        for (variable, value) in compose.env(&service) {
+            assert!(
+                !variable.ends_with("PASSWORD") || value.as_deref().is_none_or(str::is_empty),
+                "{service}: {variable} holds a secret; use a secret file"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1366,11 +1443,13 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
     .to_url();
     let postgres = PgUrl::parse(&server);
     let role = PgUrl::parse(&compose.env_value("users-1", "DATABASE_URL"));
+    let password = fs::read_to_string(project.path().join("deploy/secrets/postgres-password"))
+        .expect("the database password gen-secrets.sh writes");
     psql(
         &server,
         &format!(
             "DO $$ BEGIN CREATE ROLE {0} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; ALTER ROLE {0} PASSWORD '{1}';",
-            role.user, role.password
+            role.user, password.trim()
         ),
     );
     let nanos = std::time::SystemTime::now()

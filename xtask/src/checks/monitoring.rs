@@ -220,14 +220,21 @@ fn check_config(monitoring: &Path) -> Result<()> {
             .with_context(|| format!("targets/{job}.json is missing"))?;
         check_targets(&text).with_context(|| format!("targets/{job}.json"))?;
     }
-    let out = promtool(&["check", "config"], &[copy.path().join("prometheus.yml")])?;
-    let rule_files = alert_or_record_files(&out);
-    ensure!(rule_files > 0, "prometheus.yml loads no rule file:\n{out}");
-    ensure!(
-        rule_files == rule_files_in(monitoring)?,
-        "prometheus.yml loads {rule_files} rule files, monitoring/rules has {}:\n{out}",
-        rule_files_in(monitoring)?
-    );
+    // The Swarm's configuration (mounted in place of prometheus.yml there) loads the same way.
+    fs::copy(
+        monitoring.join("prometheus.swarm.yml"),
+        copy.path().join("prometheus.swarm.yml"),
+    )?;
+    for config in ["prometheus.yml", "prometheus.swarm.yml"] {
+        let out = promtool(&["check", "config"], &[copy.path().join(config)])?;
+        let rule_files = alert_or_record_files(&out);
+        ensure!(rule_files > 0, "{config} loads no rule file:\n{out}");
+        ensure!(
+            rule_files == rule_files_in(monitoring)?,
+            "{config} loads {rule_files} rule files, monitoring/rules has {}:\n{out}",
+            rule_files_in(monitoring)?
+        );
+    }
     Ok(())
 }
 

@@ -117,7 +117,11 @@ pub fn shutdown() {
     }
 }
 
-/// A client that reaches every public host on the gateway's port, optionally from `local`.
+/// The port the Compose and Swarm gateways serve HTTPS on; the native gateway speaks plain HTTP.
+pub const HTTPS_PORT: u16 = 443;
+
+/// A client that reaches every public host on the gateway's port, optionally from `local`. On
+/// the HTTPS port it trusts the local certificate authority of `deploy/gen-secrets.sh` only.
 pub fn client(ports: &Ports, local: Option<IpAddr>) -> Result<Client> {
     let mut builder = Client::builder()
         .timeout(Duration::from_secs(30))
@@ -125,15 +129,27 @@ pub fn client(ports: &Ports, local: Option<IpAddr>) -> Result<Client> {
     for host in PUBLIC_HOSTS {
         builder = builder.resolve(host, SocketAddr::from(([127, 0, 0, 1], ports.web)));
     }
+    if ports.web == HTTPS_PORT {
+        let ca = xtask::tools::root().join(xtask::docker::CA_CERTIFICATE);
+        let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .https_only(true);
+    }
     if let Some(local) = local {
         builder = builder.local_address(local);
     }
     Ok(builder.build()?)
 }
 
-/// `http://<host>:<web port><path>`.
+/// `http://<host>:<web port><path>`, or `https://<host><path>` on the HTTPS port.
 pub fn url(ports: &Ports, host: &str, path: &str) -> String {
-    format!("http://{host}:{}{path}", ports.web)
+    if ports.web == HTTPS_PORT {
+        format!("https://{host}{path}")
+    } else {
+        format!("http://{host}:{}{path}", ports.web)
+    }
 }
 
 pub fn served_by(response: &Response) -> String {
@@ -512,5 +528,266 @@ pub fn stopped_images_get_the_custom_503_page(ports: &Ports) -> Result<()> {
         body["status"] == 503 && body["request_id"].is_string(),
         "problem document: {body}"
     );
+    Ok(())
+}
+
+/// On the Compose and Swarm gateways: plain HTTP on port 80 answers with a permanent redirect to
+/// the same URL over HTTPS, for every host; HTTPS answers carry HSTS, with a certificate that
+/// chains to the local authority.
+pub fn plain_http_redirects_to_https_which_carries_hsts() -> Result<()> {
+    let plain = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("users.localhost", SocketAddr::from(([127, 0, 0, 1], 80)))
+        .resolve("unknown.localhost", SocketAddr::from(([127, 0, 0, 1], 80)))
+        .build()?;
+    for (method, url) in [
+        (
+            reqwest::Method::GET,
+            "http://users.localhost/.well-known/jwks.json",
+        ),
+        (
+            reqwest::Method::POST,
+            "http://users.localhost/auth/login?from=plain",
+        ),
+        (reqwest::Method::GET, "http://unknown.localhost/anything"),
+    ] {
+        let response = plain.request(method.clone(), url).send()?;
+        ensure!(
+            [301, 308].contains(&response.status().as_u16()),
+            "{method} {url} answered {} instead of a permanent redirect",
+            response.status()
+        );
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        ensure!(
+            location == url.replacen("http://", "https://", 1),
+            "{method} {url} redirects to {location:?}"
+        );
+        ensure!(
+            served_by(&response).is_empty(),
+            "{method} {url} reached a service over plain HTTP"
+        );
+    }
+
+    let ports = Ports {
+        web: HTTPS_PORT,
+        ..Ports::native_defaults()
+    };
+    let https = client(&ports, None)?;
+    for (host, path, status) in [
+        ("users.localhost", "/.well-known/jwks.json", 200),
+        ("images.localhost", "/no-such-path", 404),
+    ] {
+        let response = https.get(url(&ports, host, path)).send()?;
+        ensure!(
+            response.status() == status,
+            "https://{host}{path} answered {}",
+            response.status()
+        );
+        let hsts = response
+            .headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        ensure!(
+            hsts.starts_with("max-age=31536000"),
+            "https://{host}{path}: Strict-Transport-Security is {hsts:?}"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded background traffic, for what must lose no request (a killed replica, a rolling update).
+
+/// One request of a load: sends it and says which status answers it correctly.
+pub type LoadRequest = fn(&Client, &Ports, usize) -> (reqwest::Result<Response>, u16);
+
+/// GETs and POSTs alternately, neither limited by the login throttle: the published keys (200)
+/// and a refresh with a bad token (401), whose body must survive a replica's death too.
+pub fn get_or_post(client: &Client, ports: &Ports, n: usize) -> (reqwest::Result<Response>, u16) {
+    if n % 2 == 1 {
+        let answer = client
+            .post(url(ports, "users.localhost", "/token/refresh"))
+            .json(&json!({ "refresh_token": "not-a-token" }))
+            .send();
+        (answer, 401)
+    } else {
+        let answer = client
+            .get(url(ports, "users.localhost", "/.well-known/jwks.json"))
+            .send();
+        (answer, 200)
+    }
+}
+
+/// Traffic from `workers` threads, each sending at most `per_worker` requests and none after
+/// `limit`, until [`Load::finish`]. A request fails when its answer is not the expected status
+/// from a service (with X-Served-By), or when no answer comes.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failures: std::sync::Arc<Mutex<Vec<String>>>,
+    workers: Vec<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// What a [`Load`] sent, and which of its requests failed and how.
+pub struct LoadReport {
+    pub done: usize,
+    pub failures: Vec<String>,
+}
+
+impl Load {
+    pub fn start(
+        ports: &Ports,
+        workers: usize,
+        per_worker: usize,
+        limit: Duration,
+        request: LoadRequest,
+    ) -> Result<Load> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failures = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let deadline = Instant::now() + limit;
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
+            let client = client(ports, None)?;
+            let ports = ports.clone();
+            threads.push(std::thread::spawn(move || -> Result<()> {
+                for _ in 0..per_worker {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                        break;
+                    }
+                    let (answer, expected) = request(&client, &ports, done.load(Ordering::Relaxed));
+                    match answer {
+                        Ok(r) if r.status() == expected && !served_by(&r).is_empty() => {}
+                        Ok(r) => {
+                            let what = format!(
+                                "{} from {:?}: {}",
+                                r.status(),
+                                served_by(&r),
+                                r.text().unwrap_or_default()
+                            );
+                            failures
+                                .lock()
+                                .map_err(|_| anyhow::anyhow!("lock"))?
+                                .push(what);
+                        }
+                        Err(e) => {
+                            failures
+                                .lock()
+                                .map_err(|_| anyhow::anyhow!("lock"))?
+                                .push(format!("{e:#}"));
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }));
+        }
+        Ok(Load {
+            stop,
+            done,
+            failures,
+            workers: threads,
+        })
+    }
+
+    /// Requests answered (well or not) so far.
+    pub fn done(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` requests were sent, or `within` passed (then says so).
+    pub fn wait_for(&self, n: usize, within: Duration) -> Result<()> {
+        eventually(within, &format!("{n} requests of the load"), || {
+            Ok(self.done() >= n)
+        })
+    }
+
+    /// Stops the workers and reports.
+    pub fn finish(self) -> Result<LoadReport> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for worker in self.workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        }
+        let failures = self
+            .failures
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .clone();
+        Ok(LoadReport {
+            done: self.done.load(std::sync::atomic::Ordering::Relaxed),
+            failures,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness of the Docker stack tests.
+
+/// A test of a stack: its name and its body.
+pub type StackTest = (&'static str, fn() -> Result<()>);
+
+/// Runs a stack's tests one at a time, in order: `up` first, `down` last. A name filter
+/// (`cargo xtask test -- journey`) may select tests between them without either: the stack is
+/// brought up before them and taken down after them all the same.
+pub fn run_stack_tests(
+    up: StackTest,
+    tests: Vec<StackTest>,
+    down: StackTest,
+) -> std::process::ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    let trial = |(name, test): StackTest| {
+        libtest_mimic::Trial::test(name, move || {
+            test().map_err(|e| libtest_mimic::Failed::from(format!("{e:#}")))
+        })
+    };
+    let filter = args.filter.clone().unwrap_or_default();
+    let selects = |name: &str| name.contains(filter.as_str());
+    let middle_selected = !filter.is_empty() && tests.iter().any(|(name, _)| selects(name));
+    if middle_selected && !selects(up.0) {
+        if let Err(e) = (up.1)() {
+            eprintln!("the stack did not come up: {e:#}");
+            let _ = (down.1)();
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let trials = std::iter::once(up)
+        .chain(tests)
+        .chain(std::iter::once(down))
+        .map(trial)
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if middle_selected && !selects(down.0) {
+        let _ = (down.1)();
+    }
+    conclusion.exit_code()
+}
+
+/// Fails when a Docker object of one of `kinds` (`container`, `network`, `volume`, `service`,
+/// `secret`) carries `label` (`key=value`).
+pub fn nothing_labelled_is_left(label: &str, kinds: &[&str]) -> Result<()> {
+    let filter = format!("label={label}");
+    for kind in kinds {
+        let mut command = std::process::Command::new("docker");
+        match *kind {
+            "container" => command.args(["ps", "--all"]),
+            other => command.args([other, "ls"]),
+        };
+        let left = xtask::tools::output(command.args(["--quiet", "--filter", &filter]))?;
+        ensure!(
+            left.trim().is_empty(),
+            "a {kind} labelled {label} is left: {left}"
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,393 @@
+//! The Swarm stack for real, on this machine's Docker engine: `cargo xtask swarm up` (a
+//! single-node swarm, the images built locally), then the suite over HTTPS through the gateway's
+//! published ports 443 and 80, scaling, a rolling update and a killed task under load, then
+//! `swarm down --volumes`, which must leave nothing of the project behind.
+//!
+//! `cargo xtask test` runs this file after the Compose stack is down (both publish ports 80 and
+//! 443). The tests run in order on one stack; those that change it restore what they change.
+
+#[allow(dead_code)]
+mod gateway_support;
+
+use std::{
+    collections::BTreeSet,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context, Result};
+use gateway_support::{client, eventually, new_user, served_by, url, Load, HTTPS_PORT};
+use reqwest::blocking::{Client, Response};
+use serde_json::json;
+use xtask::{
+    docker::{UpArgs, CA_CERTIFICATE},
+    stack::Ports,
+    swarm::{self, DownArgs, STACK},
+    tools,
+};
+
+fn ports() -> Ports {
+    Ports {
+        web: HTTPS_PORT,
+        ..Ports::native_defaults()
+    }
+}
+
+fn docker(args: &[&str]) -> Result<String> {
+    tools::output(Command::new("docker").args(args))
+}
+
+/// The distinct instances that answer `requests` anonymous requests.
+fn anonymous_instances(requests: usize) -> Result<BTreeSet<String>> {
+    let client = client(&ports(), None)?;
+    let mut seen = BTreeSet::new();
+    for _ in 0..requests {
+        let response = client
+            .get(url(&ports(), "users.localhost", "/.well-known/jwks.json"))
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "jwks answered {}",
+            response.status()
+        );
+        seen.insert(served_by(&response));
+    }
+    Ok(seen)
+}
+
+/// Waits until anonymous traffic reaches `n` distinct users tasks: Traefik reads the tasks every
+/// 2 s and probes new ones before it sends them traffic.
+fn wait_for_instances(n: usize, within: Duration) -> Result<BTreeSet<String>> {
+    let mut seen = BTreeSet::new();
+    eventually(
+        within,
+        &format!("{n} users instances behind the gateway"),
+        || {
+            seen = anonymous_instances(4 * n)?;
+            Ok(seen.len() == n)
+        },
+    )
+    .with_context(|| format!("last seen: {seen:?}"))?;
+    Ok(seen)
+}
+
+fn swarm_up_deploys_healthy_over_https() -> Result<()> {
+    let started = Instant::now();
+    swarm::up(&UpArgs {
+        // `cargo xtask test` has just built the release binaries.
+        no_build: true,
+        rebuild_base: false,
+    })?;
+    let seen = wait_for_instances(3, Duration::from_secs(60))?;
+    println!(
+        "swarm up: {:.0} s until every service was healthy and the gateway reached {seen:?}",
+        started.elapsed().as_secs_f64()
+    );
+    // What the README tells people to run, verbatim but for the address.
+    tools::ensure_apt(&[("curl", "curl")])?;
+    let out = Command::new("curl")
+        .current_dir(tools::root())
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--cacert",
+            CA_CERTIFICATE,
+        ])
+        .args(["--resolve", "users.localhost:443:127.0.0.1"])
+        .arg("https://users.localhost/.well-known/jwks.json")
+        .output()
+        .context("running curl")?;
+    ensure!(
+        out.status.success(),
+        "curl --cacert {CA_CERTIFICATE} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let services = docker(&[
+        "stack",
+        "services",
+        STACK,
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    ])?;
+    println!("{services}");
+    Ok(())
+}
+
+fn anonymous_requests_spread_over_the_users_tasks() -> Result<()> {
+    let seen = anonymous_instances(30)?;
+    ensure!(
+        seen == BTreeSet::from(["users-1".into(), "users-2".into(), "users-3".into()]),
+        "anonymous requests reached {seen:?}"
+    );
+    Ok(())
+}
+
+fn bearer_traffic_reaches_only_the_authenticated_group() -> Result<()> {
+    let client = client(&ports(), None)?;
+    let (_, token) = new_user(&client, &ports(), "swarmgroup")?;
+    let mut seen = BTreeSet::new();
+    for _ in 0..12 {
+        let response = client
+            .get(url(&ports(), "users.localhost", "/me"))
+            .bearer_auth(&token)
+            .send()?;
+        ensure!(
+            response.status() == 200,
+            "/me answered {}",
+            response.status()
+        );
+        seen.insert(served_by(&response));
+    }
+    ensure!(
+        seen == BTreeSet::from(["users-auth-1".into(), "users-auth-2".into()]),
+        "authenticated requests reached {seen:?}"
+    );
+    Ok(())
+}
+
+fn the_user_journey_works_over_https_with_the_real_model() -> Result<()> {
+    let predicted = gateway_support::user_journey(&ports())?;
+    ensure!(
+        predicted["model"]["name"] == "resmem",
+        "the image serves another model than ResMem: {predicted}"
+    );
+    Ok(())
+}
+
+/// Users for the login load: each logs in at most every 4 s, well under the throttle of 10 a
+/// minute per user and replica.
+const LOGIN_USERS: usize = 4;
+const LOGIN_PASSWORD: &str = "correct horse battery";
+
+fn login_users() -> Result<()> {
+    let client = client(&ports(), None)?;
+    for n in 0..LOGIN_USERS {
+        let username = format!("swarmlogin{n}");
+        let response = gateway_support::register(&client, &ports(), &username, LOGIN_PASSWORD)?;
+        ensure!(
+            [201, 409].contains(&response.status().as_u16()),
+            "registering {username} answered {}",
+            response.status()
+        );
+    }
+    Ok(())
+}
+
+/// One login a second across the users (the throttle allows 30 a minute per client address and
+/// replica), the rest of the load is `get_or_post`.
+fn login(client: &Client, ports: &Ports, n: usize) -> (reqwest::Result<Response>, u16) {
+    std::thread::sleep(Duration::from_secs(1));
+    let answer = client
+        .post(url(ports, "users.localhost", "/login"))
+        .json(&json!({
+            "username": format!("swarmlogin{}", n % LOGIN_USERS),
+            "password": LOGIN_PASSWORD,
+        }))
+        .send();
+    (answer, 200)
+}
+
+/// Logins at one a second and GETs and POSTs as fast as two workers go, all bounded.
+fn start_load() -> Result<(Load, Load)> {
+    let logins = Load::start(&ports(), 1, 180, Duration::from_secs(180), login)?;
+    let requests = Load::start(
+        &ports(),
+        2,
+        20_000,
+        Duration::from_secs(180),
+        gateway_support::get_or_post,
+    )?;
+    requests.wait_for(40, Duration::from_secs(10))?;
+    Ok((logins, requests))
+}
+
+/// Stops the load and fails with every lost request, if any.
+fn finish_load(what: &str, (logins, requests): (Load, Load)) -> Result<()> {
+    let logins = logins.finish()?;
+    let requests = requests.finish()?;
+    println!(
+        "{what}: {} logins and {} other requests, lost {} and {}",
+        logins.done,
+        requests.done,
+        logins.failures.len(),
+        requests.failures.len()
+    );
+    ensure!(
+        logins.done > 0 && requests.done > 0,
+        "{what}: no load was sent"
+    );
+    ensure!(
+        logins.failures.is_empty() && requests.failures.is_empty(),
+        "{what}: lost {:?} {:?}",
+        logins.failures,
+        requests.failures
+    );
+    Ok(())
+}
+
+fn scaling_users_to_5_spreads_traffic_over_5_instances_and_loses_nothing() -> Result<()> {
+    login_users()?;
+    let load = start_load()?;
+    let started = Instant::now();
+    let scaled = docker(&[
+        "service",
+        "scale",
+        "--detach=false",
+        &format!("{STACK}_users=5"),
+    ]);
+    let seen = scaled.and_then(|_| wait_for_instances(5, Duration::from_secs(60)));
+    println!("scaled to 5 in {:.0} s", started.elapsed().as_secs_f64());
+    let back = docker(&[
+        "service",
+        "scale",
+        "--detach=false",
+        &format!("{STACK}_users=3"),
+    ])
+    .and_then(|_| wait_for_instances(3, Duration::from_secs(60)));
+    let lost = finish_load("scale 3 → 5 → 3", load);
+    let seen = seen?;
+    ensure!(
+        seen == (1..=5).map(|n| format!("users-{n}")).collect(),
+        "anonymous traffic reached {seen:?}"
+    );
+    back?;
+    lost
+}
+
+fn a_rolling_update_of_users_under_login_load_loses_no_request() -> Result<()> {
+    let load = start_load()?;
+    let started = Instant::now();
+    // A changed variable replaces every task, one at a time, the new one first.
+    let updated = docker(&[
+        "service",
+        "update",
+        "--detach=false",
+        "--env-add",
+        &format!("ROLLOUT={}", std::process::id()),
+        &format!("{STACK}_users"),
+    ]);
+    let took = started.elapsed();
+    let lost = finish_load("rolling update of users", load);
+    updated?;
+    println!(
+        "rolling update of 3 users tasks: {:.0} s",
+        took.as_secs_f64()
+    );
+    let state = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        &format!("{STACK}_users"),
+    ])?;
+    ensure!(
+        state.trim() == "completed",
+        "the update ended {:?}, not completed",
+        state.trim()
+    );
+    lost
+}
+
+/// The running containers of the users service's tasks.
+fn users_containers() -> Result<BTreeSet<String>> {
+    Ok(docker(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={STACK}_users"),
+    ])?
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect())
+}
+
+fn killing_a_users_task_loses_no_request_and_swarm_replaces_it() -> Result<()> {
+    let before = users_containers()?;
+    let victim = before.iter().next().context("no users task runs")?.clone();
+    let load = start_load()?;
+    let killed = docker(&["kill", &victim]);
+    let sent = load.1.done();
+    let _ = load.1.wait_for(sent + 300, Duration::from_secs(30));
+    let lost = finish_load("a users task killed", load);
+    killed?;
+    let mut now = BTreeSet::new();
+    eventually(
+        Duration::from_secs(60),
+        "Swarm replaces the killed task",
+        || {
+            now = users_containers()?;
+            Ok(now.len() == 3 && !now.contains(&victim))
+        },
+    )?;
+    swarm::wait_deployed(Duration::from_secs(60))?;
+    wait_for_instances(3, Duration::from_secs(30))?;
+    lost
+}
+
+fn swarm_down_leaves_nothing_of_the_project() -> Result<()> {
+    swarm::down(&DownArgs { volumes: true })?;
+    let label = format!("com.docker.stack.namespace={STACK}");
+    gateway_support::nothing_labelled_is_left(&label, &["container", "network", "volume"])?;
+    let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
+    if state.trim() == "inactive" {
+        // `swarm up` made the swarm, so `down` left it, with the bridge the engine made for it.
+        let bridge = docker(&[
+            "network",
+            "ls",
+            "--quiet",
+            "--filter",
+            "name=^docker_gwbridge$",
+        ])?;
+        ensure!(
+            bridge.trim().is_empty(),
+            "docker_gwbridge is left after leaving the swarm"
+        );
+    } else {
+        gateway_support::nothing_labelled_is_left(&label, &["service", "secret"])?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    gateway_support::run_stack_tests(
+        (
+            "swarm_up_deploys_healthy_over_https",
+            swarm_up_deploys_healthy_over_https,
+        ),
+        vec![
+            (
+                "plain_http_redirects_to_https_which_carries_hsts",
+                gateway_support::plain_http_redirects_to_https_which_carries_hsts,
+            ),
+            (
+                "anonymous_requests_spread_over_the_users_tasks",
+                anonymous_requests_spread_over_the_users_tasks,
+            ),
+            (
+                "bearer_traffic_reaches_only_the_authenticated_group",
+                bearer_traffic_reaches_only_the_authenticated_group,
+            ),
+            (
+                "the_user_journey_works_over_https_with_the_real_model",
+                the_user_journey_works_over_https_with_the_real_model,
+            ),
+            (
+                "scaling_users_to_5_spreads_traffic_over_5_instances_and_loses_nothing",
+                scaling_users_to_5_spreads_traffic_over_5_instances_and_loses_nothing,
+            ),
+            (
+                "a_rolling_update_of_users_under_login_load_loses_no_request",
+                a_rolling_update_of_users_under_login_load_loses_no_request,
+            ),
+            (
+                "killing_a_users_task_loses_no_request_and_swarm_replaces_it",
+                killing_a_users_task_loses_no_request_and_swarm_replaces_it,
+            ),
+        ],
+        (
+            "swarm_down_leaves_nothing_of_the_project",
+            swarm_down_leaves_nothing_of_the_project,
+        ),
+    )
+}
