@@ -28,8 +28,12 @@ pub const STACK: &str = "forgettable";
 pub const STACK_FILES: &[&str] = &["docker-compose.yml", "deploy/swarm.yml"];
 /// The node label that says `swarm up` created the swarm, so `swarm down` leaves it.
 const CREATED_LABEL: &str = "forgettable-images.swarm-created-by";
+/// The bridge network of a swarm node's published ports.
+const GATEWAY_BRIDGE: &str = "docker_gwbridge";
 /// How long the stack may take to run every replica, healthy.
 const DEPLOYED_WITHIN: Duration = Duration::from_secs(300);
+/// How long the gateway may take to reach the services once Swarm says they are healthy.
+const GATEWAY_WITHIN: Duration = Duration::from_secs(60);
 /// How long `down` waits for the stack's containers and networks to go.
 const REMOVED_WITHIN: Duration = Duration::from_secs(120);
 
@@ -81,13 +85,57 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let engine = Engine::find()?;
     engine.build_images(args)?;
     ensure_swarm()?;
-    deploy()?;
-    wait_deployed(DEPLOYED_WITHIN)
+    let vars = environment()?;
+    deploy(&vars)?;
+    wait_deployed(DEPLOYED_WITHIN)?;
+    let domain = vars
+        .get("PUBLIC_DOMAIN")
+        .cloned()
+        .or_else(|| std::env::var("PUBLIC_DOMAIN").ok())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    wait_for_gateway(&domain, GATEWAY_WITHIN)
+}
+
+/// Waits until the gateway on this node serves each public service over HTTPS: Swarm reports a
+/// task running once its own health check passed, and Traefik sends it traffic after its next
+/// probe finds it (a second or two later). The certificate is not checked here: it may be your
+/// own or Let's Encrypt's.
+fn wait_for_gateway(domain: &str, within: Duration) -> Result<()> {
+    tools::ensure_apt(&[("curl", "curl")])?;
+    let started = Instant::now();
+    for service in ["users", "images", "inference"] {
+        let host = format!("{service}.{domain}");
+        loop {
+            let status = tools::output(
+                Command::new("curl")
+                    .args(["--silent", "--insecure", "--max-time", "5"])
+                    .args(["--output", "/dev/null", "--write-out", "%{http_code}"])
+                    .args(["--resolve", &format!("{host}:443:127.0.0.1")])
+                    .arg(format!("https://{host}/readyz")),
+            )
+            .unwrap_or_default();
+            if status == "200" {
+                break;
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "https://{host}/readyz answered {status:?} through the gateway for {within:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    step(format!(
+        "the gateway serves users, images and inference over HTTPS ({:.0} s more)",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// `docker stack deploy` of the stack files, with the settings of `.env` (which `docker stack`
 /// does not read) and this machine's defaults.
-pub fn deploy() -> Result<()> {
+pub fn deploy(vars: &BTreeMap<String, String>) -> Result<()> {
     let started = Instant::now();
     step(format!(
         "deploying the stack {STACK} ({} + {})",
@@ -106,9 +154,7 @@ pub fn deploy() -> Result<()> {
         command.args(["--compose-file", file]);
     }
     command.arg(STACK);
-    for (name, value) in environment()? {
-        command.env(name, value);
-    }
+    command.envs(vars);
     tools::run(&mut command)?;
     step(format!(
         "stack deployed in {:.0} s; waiting for every service",
@@ -119,7 +165,7 @@ pub fn deploy() -> Result<()> {
 
 /// The variables `docker stack deploy` interpolates: `.env`, then this machine's defaults for
 /// what `.env` leaves unset; the caller's own environment wins over both.
-fn environment() -> Result<BTreeMap<String, String>> {
+pub fn environment() -> Result<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
     if let Ok(text) = fs::read_to_string(tools::root().join(".env")) {
         for line in text.lines().map(str::trim) {
@@ -134,20 +180,9 @@ fn environment() -> Result<BTreeMap<String, String>> {
     if !vars.contains_key("ADMIN_ALLOWED_CIDRS") {
         // A request from this machine to a port published in host mode arrives from the
         // docker_gwbridge network's gateway.
-        let gateway = tools::output(Command::new("docker").args([
-            "network",
-            "inspect",
-            "docker_gwbridge",
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ]))?;
-        let gateway = gateway.trim();
-        if gateway.is_empty() {
-            bail!("the docker_gwbridge network has no gateway address: is this engine in a swarm?");
-        }
         vars.insert(
             "ADMIN_ALLOWED_CIDRS".to_owned(),
-            format!("127.0.0.1/32,{gateway}/32"),
+            format!("127.0.0.1/32,{}/32", gateway_bridge_address()?),
         );
     }
     if !vars.contains_key("GRAFANA_REPLICAS") {
@@ -156,6 +191,48 @@ fn environment() -> Result<BTreeMap<String, String>> {
     }
     vars.retain(|name, _| std::env::var_os(name).is_none());
     Ok(vars)
+}
+
+/// The gateway address of docker_gwbridge, the bridge that connects a node's tasks to its host.
+/// The engine makes it when the first task with a published port starts; it is made here, as
+/// Docker's documentation describes, when it is not there yet, so that its address is known
+/// before the gateway's allow-list is set.
+fn gateway_bridge_address() -> Result<String> {
+    let exists = Command::new("docker")
+        .args(["network", "inspect", GATEWAY_BRIDGE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        step(format!(
+            "making the {GATEWAY_BRIDGE} network for the swarm's published ports"
+        ));
+        tools::run(
+            Command::new("docker")
+                .args(["network", "create", "--driver", "bridge"])
+                .args(["--opt", "com.docker.network.bridge.name=docker_gwbridge"])
+                .args(["--opt", "com.docker.network.bridge.enable_icc=false"])
+                .args([
+                    "--opt",
+                    "com.docker.network.bridge.enable_ip_masquerade=true",
+                ])
+                .arg(GATEWAY_BRIDGE)
+                .stdout(std::process::Stdio::null()),
+        )?;
+    }
+    let gateway = tools::output(Command::new("docker").args([
+        "network",
+        "inspect",
+        GATEWAY_BRIDGE,
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+    ]))?;
+    let gateway = gateway.trim();
+    if gateway.is_empty() {
+        bail!("the {GATEWAY_BRIDGE} network has no gateway address (docker network inspect {GATEWAY_BRIDGE})");
+    }
+    Ok(gateway.to_owned())
 }
 
 /// Makes this engine a single-node swarm manager when it is in no swarm.
@@ -354,7 +431,7 @@ pub fn down(args: &DownArgs) -> Result<()> {
         step("leaving the single-node swarm `cargo xtask swarm up` made");
         tools::run(Command::new("docker").args(["swarm", "leave", "--force"]))?;
         // The engine made this bridge for the swarm's published ports; it goes with the swarm.
-        tools::run(Command::new("docker").args(["network", "rm", "docker_gwbridge"]))?;
+        tools::run(Command::new("docker").args(["network", "rm", GATEWAY_BRIDGE]))?;
     }
     step(format!("the stack {STACK} is gone"));
     Ok(())
