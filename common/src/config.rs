@@ -67,10 +67,49 @@ const PASSWORD_FILE: &str = "DATABASE_PASSWORD_FILE";
 /// Trailing line breaks in the file are ignored; any other character is part of the password and
 /// is percent-encoded. The file applies to `postgres://` / `postgresql://` URLs only. With
 /// `DATABASE_PASSWORD_FILE` unset or empty, the URL is returned as given.
-pub fn database_url(default: &str) -> Result<String, ConfigError> {
+pub fn database_url(default: &str) -> Result<DatabaseUrl, ConfigError> {
     let url: String = var_or("DATABASE_URL", default.to_owned())?;
     let password_file: Option<PathBuf> = var(PASSWORD_FILE)?;
-    with_password_file(&url, password_file.as_deref())
+    with_password_file(&url, password_file.as_deref()).map(DatabaseUrl)
+}
+
+/// A database URL, which may hold a password: it dereferences to the whole URL, and its `Debug`
+/// output (what a `{settings:?}` log line shows) has the password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+/// The URL with its password replaced, safe for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 fn with_password_file(url: &str, password_file: Option<&Path>) -> Result<String, ConfigError> {
@@ -396,5 +435,14 @@ mod tests {
         )
         .expect_err("query password");
         assert!(!err.to_string().contains("old"), "{err}");
+    }
+
+    #[test]
+    fn a_database_password_never_reaches_debug_output() {
+        let url = DatabaseUrl::from("postgres://app:s3cret@db:5432/images".to_owned());
+        assert_eq!(format!("{url:?}"), "\"postgres://app:***@db:5432/images\"");
+        assert_eq!(&*url, "postgres://app:s3cret@db:5432/images");
+        let sqlite = DatabaseUrl::from("sqlite://data/images.db".to_owned());
+        assert_eq!(format!("{sqlite:?}"), "\"sqlite://data/images.db\"");
     }
 }

@@ -52,7 +52,9 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     match (state.readiness)().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reason) => {
-            tracing::warn!(%reason, "not ready");
+            // Polled every second by the gateway and the orchestrator, also while a service is
+            // starting; the reason is in the answer, and in the log at debug level.
+            tracing::debug!(%reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"status": "not ready", "reason": reason})),

@@ -1,6 +1,6 @@
 //! The service's settings, read from the environment and validated at start.
 
-use common::config::{database_url, var_or, ConfigError, ServerSettings};
+use common::config::{database_url, var_or, ConfigError, DatabaseUrl, ServerSettings};
 
 /// Where images_service listens unless `LISTEN_ADDR` says otherwise.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
@@ -11,12 +11,12 @@ pub const DEFAULT_INSTANCE_NAME: &str = "images";
 pub use common::config::ImageLimits as UploadLimits;
 
 /// Everything images_service is configured with.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
     /// `DATABASE_URL`: `sqlite://…` (WAL) or `postgres://…`, with the password from
     /// `DATABASE_PASSWORD_FILE` when that is set.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// `BLOB_STORE_URL`: `file://DIR` or `s3://BUCKET[/PREFIX]`.
     pub blob_store_url: String,
     pub limits: UploadLimits,
@@ -57,46 +57,9 @@ impl Settings {
     }
 }
 
-/// The URL with its password replaced, safe for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("server", &self.server)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("blob_store_url", &self.blob_store_url)
-            .field("limits", &self.limits)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_database_password_never_reaches_debug_output() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/images"),
-            "postgres://app:***@db:5432/images"
-        );
-        assert_eq!(
-            redact_url("sqlite://data/images.db"),
-            "sqlite://data/images.db"
-        );
-    }
 
     #[test]
     fn the_default_upload_limit_is_twenty_mebibytes() {

@@ -14,7 +14,7 @@ use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    config::{redact_url, Settings, UploadLimits},
+    config::{Settings, UploadLimits},
     db,
     metrics::ImageMetrics,
     routes,
@@ -52,7 +52,7 @@ impl Application {
         let metrics = Metrics::new("images", &settings.server.instance_name, SLOW_BUCKETS)?;
         let image_metrics = ImageMetrics::register(&metrics)?;
         let pool = db::connect(&settings.database_url).await?;
-        tracing::info!(database = %redact_url(&settings.database_url), "database ready");
+        tracing::info!(database = ?settings.database_url, "database ready");
         let store = BlobStore::open(&settings.blob_store_url).context("BLOB_STORE_URL")?;
         store
             .check()

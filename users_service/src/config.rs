@@ -7,7 +7,7 @@ use std::{net::IpAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use common::{
     auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER},
-    config::{database_url, secs_or, var, var_or, ConfigError, ServerSettings},
+    config::{database_url, secs_or, var, var_or, ConfigError, DatabaseUrl, ServerSettings},
 };
 use ipnet::IpNet;
 use secrecy::SecretString;
@@ -56,7 +56,7 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `DATABASE_URL`: `sqlite://…` (file created when missing) or `postgres://…`, with the
     /// password from `DATABASE_PASSWORD_FILE` when that is set.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// `JWT_SIGNING_KEY_FILE`: Ed25519 PKCS#8 PEM; its public key goes to `<file>.pub`.
     pub signing_key_file: PathBuf,
     /// `JWT_GENERATE_KEY`: create the key file when it is missing.

@@ -174,7 +174,7 @@ impl TestApp {
                 request_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(1),
             },
-            database_url: database_url(backend, dir.path()).await,
+            database_url: database_url(backend, dir.path()).await.into(),
             blob_store_url: format!("file://{}", store_dir.display()),
             limits,
         };

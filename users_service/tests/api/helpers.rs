@@ -85,7 +85,7 @@ pub fn test_settings(db: &TestDatabase, instance: &str) -> Settings {
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
         },
-        database_url: db.url.clone(),
+        database_url: db.url.clone().into(),
         signing_key_file: db.key_file(),
         generate_key: true,
         issuer: common::auth::DEFAULT_ISSUER.to_owned(),
