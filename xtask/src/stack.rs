@@ -590,16 +590,26 @@ impl Stack {
         })
     }
 
-    /// Stops every process: the gateway first, then the services; SIGTERM, a bounded wait for
-    /// all of them together, SIGKILL for stragglers.
+    /// Stops every process: the gateway first and alone (while it shuts down it still probes the
+    /// services, and each one already stopping would print a failed health check), then the rest
+    /// together, last started first. SIGTERM, a bounded wait, SIGKILL for stragglers.
     pub fn stop(&mut self) {
-        for running in self.processes.iter_mut().rev() {
-            if let Some(child) = running.child.as_mut() {
+        if let Ok(gateway) = self.index("traefik") {
+            self.stop_processes(&[gateway]);
+        }
+        let all: Vec<usize> = (0..self.processes.len()).rev().collect();
+        self.stop_processes(&all);
+    }
+
+    fn stop_processes(&mut self, which: &[usize]) {
+        for &i in which {
+            if let Some(child) = self.processes[i].child.as_mut() {
                 let _ = signal_group(child, Signal::SIGTERM);
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
-        for running in self.processes.iter_mut().rev() {
+        for &i in which {
+            let running = &mut self.processes[i];
             if let Some(mut child) = running.child.take() {
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(20));
