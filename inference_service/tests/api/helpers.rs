@@ -171,7 +171,7 @@ impl Images {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = images_service::config::Settings {
             server: server_settings("images-test"),
-            database_url: format!("sqlite://{}/images.db", dir.path().display()),
+            database_url: format!("sqlite://{}/images.db", dir.path().display()).into(),
             blob_store_url: format!("file://{}/blobs", dir.path().display()),
             limits: images_service::config::UploadLimits {
                 max_upload_bytes: TEST_MAX_UPLOAD,
