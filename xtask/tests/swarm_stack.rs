@@ -155,6 +155,60 @@ fn the_user_journey_works_over_https_with_the_real_model() -> Result<()> {
     Ok(())
 }
 
+/// Prometheus, which a Swarm does not publish, asked from inside its own task: every users task
+/// (found by DNS) and every other service is a target, up.
+fn prometheus_scrapes_every_task() -> Result<()> {
+    let tasks = docker(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={STACK}_prometheus"),
+    ])?;
+    let prometheus = tasks
+        .split_whitespace()
+        .next()
+        .context("no Prometheus task runs")?
+        .to_owned();
+    let mut last = String::new();
+    let result = eventually(Duration::from_secs(60), "every target up", || {
+        let text = docker(&[
+            "exec",
+            &prometheus,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:9090/api/v1/targets?state=active",
+        ])?;
+        let targets: serde_json::Value = serde_json::from_str(&text)?;
+        let active = targets["data"]["activeTargets"]
+            .as_array()
+            .context("no targets")?;
+        let users = active
+            .iter()
+            .filter(|t| t["labels"]["job"] == "users")
+            .count();
+        let down: Vec<String> = active
+            .iter()
+            .filter(|t| t["health"] != "up")
+            .map(|t| {
+                format!(
+                    "{} {} {}",
+                    t["labels"]["job"], t["labels"]["instance"], t["health"]
+                )
+            })
+            .collect();
+        last = format!(
+            "{} targets, {users} of them users tasks; not up: {down:?}",
+            active.len()
+        );
+        // users 3 + users-auth 2 + users-backup 1; traefik, images, inference, prometheus.
+        Ok(users == 6 && active.len() == 10 && down.is_empty())
+    });
+    println!("Prometheus on the Swarm: {last}");
+    result
+}
+
 /// Users for the login load: each logs in at most every 4 s, well under the throttle of 10 a
 /// minute per user and replica.
 const LOGIN_USERS: usize = 4;
@@ -371,6 +425,10 @@ fn main() -> ExitCode {
             (
                 "the_user_journey_works_over_https_with_the_real_model",
                 the_user_journey_works_over_https_with_the_real_model,
+            ),
+            (
+                "prometheus_scrapes_every_task",
+                prometheus_scrapes_every_task,
             ),
             (
                 "scaling_users_to_5_spreads_traffic_over_5_instances_and_loses_nothing",

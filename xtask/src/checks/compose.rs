@@ -97,15 +97,46 @@ fn swarm_stack_loads() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let merged = String::from_utf8_lossy(&out.stdout);
-    for needed in [
-        "endpoint_mode: dnsrr",
-        "order: start-first",
-        "failure_action: rollback",
-    ] {
-        if !merged.contains(needed) {
-            bail!("the merged stack has no `{needed}`");
+    // Every service resolves to its tasks (a virtual IP needs IPVS, which not every node has),
+    // is limited, restarts, and rolls back a failed update.
+    let merged: serde_norway::Value =
+        serde_norway::from_slice(&out.stdout).context("reading docker stack config")?;
+    let services = merged["services"]
+        .as_mapping()
+        .context("the merged stack has no services")?;
+    let mut problems = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().unwrap_or_default();
+        let deploy = &service["deploy"];
+        for (path, value, wanted) in [
+            ("endpoint_mode", &deploy["endpoint_mode"], Some("dnsrr")),
+            (
+                "restart_policy.condition",
+                &deploy["restart_policy"]["condition"],
+                Some("any"),
+            ),
+            (
+                "update_config.failure_action",
+                &deploy["update_config"]["failure_action"],
+                Some("rollback"),
+            ),
+            (
+                "resources.limits.memory",
+                &deploy["resources"]["limits"]["memory"],
+                None,
+            ),
+        ] {
+            match (value.as_str(), wanted) {
+                (None, _) => problems.push(format!("{name}: no deploy.{path}")),
+                (Some(actual), Some(wanted)) if actual != wanted => {
+                    problems.push(format!("{name}: deploy.{path} is {actual}, not {wanted}"));
+                }
+                _ => {}
+            }
         }
+    }
+    if !problems.is_empty() {
+        bail!("the Swarm stack:\n{}", problems.join("\n"));
     }
     Ok(())
 }
