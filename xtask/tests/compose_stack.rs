@@ -90,16 +90,14 @@ fn anonymous_requests_go_round_robin_over_the_three_replicas() -> Result<()> {
 }
 
 fn bearer_traffic_reaches_only_the_authenticated_group() -> Result<()> {
-    gateway_support::authenticated_requests_stay_in_the_group(&ports())
+    gateway_support::authenticated_requests_stay_in_the_group(
+        &ports(),
+        &gateway_support::AUTH_GROUP,
+    )
 }
 
 fn the_user_journey_works_with_the_real_model() -> Result<()> {
-    let predicted = gateway_support::user_journey(&ports())?;
-    ensure!(
-        predicted["model"]["name"] == "resmem",
-        "the image serves another model than ResMem: {predicted}"
-    );
-    Ok(())
+    gateway_support::user_journey_with_resmem(&ports())
 }
 
 fn admin_pages_refuse_a_user_in_the_service_and_an_outside_address_at_the_gateway() -> Result<()> {

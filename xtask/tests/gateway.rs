@@ -32,7 +32,7 @@ fn anonymous_requests_are_spread_evenly_over_the_three_replicas(stack: &mut Stac
 }
 
 fn requests_with_a_valid_token_go_only_to_the_authenticated_group(stack: &mut Stack) -> Result<()> {
-    authenticated_requests_stay_in_the_group(stack.ports())
+    authenticated_requests_stay_in_the_group(stack.ports(), &gateway_support::AUTH_GROUP)
 }
 
 /// `token` with its expiry moved into the past, signed again with the stack's signing key.

@@ -124,35 +124,14 @@ fn anonymous_requests_spread_over_the_users_tasks() -> Result<()> {
 }
 
 fn bearer_traffic_reaches_only_the_authenticated_group() -> Result<()> {
-    let client = client(&ports(), None)?;
-    let (_, token) = new_user(&client, &ports(), "swarmgroup")?;
-    let mut seen = BTreeSet::new();
-    for _ in 0..12 {
-        let response = client
-            .get(url(&ports(), "users.localhost", "/me"))
-            .bearer_auth(&token)
-            .send()?;
-        ensure!(
-            response.status() == 200,
-            "/me answered {}",
-            response.status()
-        );
-        seen.insert(served_by(&response));
-    }
-    ensure!(
-        seen == BTreeSet::from(["users-auth-1".into(), "users-auth-2".into()]),
-        "authenticated requests reached {seen:?}"
-    );
-    Ok(())
+    gateway_support::authenticated_requests_stay_in_the_group(
+        &ports(),
+        &["users-auth-1", "users-auth-2"],
+    )
 }
 
 fn the_user_journey_works_over_https_with_the_real_model() -> Result<()> {
-    let predicted = gateway_support::user_journey(&ports())?;
-    ensure!(
-        predicted["model"]["name"] == "resmem",
-        "the image serves another model than ResMem: {predicted}"
-    );
-    Ok(())
+    gateway_support::user_journey_with_resmem(&ports())
 }
 
 /// Prometheus, which a Swarm does not publish, asked from inside its own task: every users task

@@ -325,8 +325,11 @@ pub fn anonymous_requests_are_spread_evenly(ports: &Ports) -> Result<()> {
     Ok(())
 }
 
-/// Requests with a valid token are served by users-2 and users-3 only, both of them.
-pub fn authenticated_requests_stay_in_the_group(ports: &Ports) -> Result<()> {
+/// The authenticated group of the native and Compose gateways.
+pub const AUTH_GROUP: [&str; 2] = ["users-2", "users-3"];
+
+/// Requests with a valid token are served by the members of `group` only, every one of them.
+pub fn authenticated_requests_stay_in_the_group(ports: &Ports, group: &[&str]) -> Result<()> {
     let client = client(ports, None)?;
     let (username, token) = new_user(&client, ports, "group")?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -349,12 +352,12 @@ pub fn authenticated_requests_stay_in_the_group(ports: &Ports) -> Result<()> {
     }
     println!("authenticated requests: {counts:?}");
     ensure!(
-        counts.keys().all(|k| k == "users-2" || k == "users-3"),
-        "authenticated requests left the group: {counts:?}"
+        counts.keys().all(|k| group.contains(&k.as_str())),
+        "authenticated requests left the group {group:?}: {counts:?}"
     );
     ensure!(
-        counts.len() == 2,
-        "both members of the group should serve: {counts:?}"
+        counts.len() == group.len(),
+        "every member of the group {group:?} should serve: {counts:?}"
     );
     Ok(())
 }
@@ -789,5 +792,15 @@ pub fn nothing_labelled_is_left(label: &str, kinds: &[&str]) -> Result<()> {
             "a {kind} labelled {label} is left: {left}"
         );
     }
+    Ok(())
+}
+
+/// The user journey, on a deployment that must serve the real ResMem model (Compose, Swarm).
+pub fn user_journey_with_resmem(ports: &Ports) -> Result<()> {
+    let predicted = user_journey(ports)?;
+    ensure!(
+        predicted["model"]["name"] == "resmem",
+        "the image serves another model than ResMem: {predicted}"
+    );
     Ok(())
 }
