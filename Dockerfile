@@ -1,6 +1,10 @@
-# The three services' images, one target each. Build context: the workspace root.
-#   docker build --target users_service -t forgettable-images/users_service:local .
-# `docker compose up --build` builds the three targets; the Rust code is compiled once for all.
+# The three services' images from one pattern: the build argument SERVICE names the binary.
+# Build context: the workspace root.
+#   docker build --target service --build-arg SERVICE=users_service \
+#       -t forgettable-images/users_service:local .
+#   docker build --build-arg SERVICE=inference_service --target inference_service \
+#       -t forgettable-images/inference_service:local .
+# `docker compose up --build` builds all three; the Rust code is compiled once for all.
 #
 # Base images and two stage outputs are build arguments, so that an engine that cannot pull builds
 # the same runtime stages from local images (deploy/local/README.md):
@@ -20,14 +24,27 @@ FROM ${RUST_IMAGE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
-# The recipe lists the manifests and lock file only: it changes when dependencies change.
-FROM chef AS planner
+# The builder sees the services' sources only: an edit to docs, monitoring, deploy or the tests
+# rebuilds nothing. The workspace's tool crates are present as manifests with an empty target, so
+# that the workspace and its lock file stay exactly as committed (--locked).
+FROM chef AS sources
 COPY Cargo.toml Cargo.lock ./
-COPY common common
-COPY users_service users_service
-COPY images_service images_service
-COPY inference_service inference_service
-COPY xtask xtask
+COPY common/Cargo.toml common/Cargo.toml
+COPY common/src common/src
+COPY users_service/Cargo.toml users_service/Cargo.toml
+COPY users_service/src users_service/src
+COPY users_service/migrations users_service/migrations
+COPY images_service/Cargo.toml images_service/Cargo.toml
+COPY images_service/src images_service/src
+COPY images_service/migrations images_service/migrations
+COPY inference_service/Cargo.toml inference_service/Cargo.toml
+COPY inference_service/src inference_service/src
+COPY xtask/Cargo.toml xtask/Cargo.toml
+# hadolint ignore=SC2043
+RUN for crate in xtask; do mkdir -p "$crate/src" && echo 'fn main() {}' > "$crate/src/main.rs"; done
+
+# The recipe lists the manifests and lock file only: it changes when dependencies change.
+FROM sources AS planner
 RUN cargo chef prepare --recipe-path recipe.json
 
 # The three release binaries, and the CA roots for outgoing TLS (S3, PostgreSQL with TLS).
@@ -35,12 +52,7 @@ FROM chef AS compiled
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
         --package users_service --package images_service --package inference_service
-COPY Cargo.toml Cargo.lock ./
-COPY common common
-COPY users_service users_service
-COPY images_service images_service
-COPY inference_service inference_service
-COPY xtask xtask
+COPY --from=sources /src .
 RUN cargo build --release --locked --bins \
         --package users_service --package images_service --package inference_service \
     && mkdir -p /out/bin \
@@ -48,22 +60,21 @@ RUN cargo build --release --locked --bins \
     && strip --strip-debug /out/bin/* \
     && cp /etc/ssl/certs/ca-certificates.crt /out/ca-certificates.crt
 
-# The model: the pinned resmem wheel from PyPI, checked against its SHA-256, converted to ONNX by
-# inference_service/convert/convert_resmem.py and checked with onnxruntime against the committed
-# torch reference scores and photos. Versions and hash are those of xtask/src/model.rs.
+# The model: the resmem wheel from PyPI, converted to ONNX by inference_service/convert/convert_resmem.py
+# and checked with onnxruntime against the committed torch reference scores and photos. The pins
+# and their hashes are the files `cargo xtask model` uses: requirements.txt and resmem.txt.
 FROM ${PYTHON_IMAGE} AS converted
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN pip install --no-cache-dir numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0 pillow==13.0.0
-WORKDIR /wheel
-RUN pip download --no-cache-dir --no-deps --dest /wheel resmem==1.1.6 \
-    && echo "2ed9d656280761215cde8f94a58197cdca523ccacb36fbd949edbea7a62c5572  resmem-1.1.6-py3-none-any.whl" > SHA256SUMS \
-    && sha256sum --check SHA256SUMS
+WORKDIR /src
+COPY inference_service/convert/requirements.txt inference_service/convert/resmem.txt inference_service/convert/
+RUN pip install --no-cache-dir --require-hashes -r inference_service/convert/requirements.txt \
+    && pip download --no-cache-dir --no-deps --dest /wheel --require-hashes -r inference_service/convert/resmem.txt
 COPY inference_service/convert/ /src/inference_service/convert/
 COPY inference_service/tests/fixtures/resmem_golden.json /src/inference_service/tests/fixtures/resmem_golden.json
 COPY inference_service/tests/fixtures/photos/ /src/inference_service/tests/fixtures/photos/
 WORKDIR /src/inference_service/convert
-RUN python convert_resmem.py --wheel /wheel/resmem-1.1.6-py3-none-any.whl --out /model \
+RUN python convert_resmem.py --wheel /wheel/resmem-*.whl --out /model \
     && python -c "import json; print(json.load(open('/model/manifest.json'))['licence'])" > /model/LICENCE-NOTE.txt \
     && echo "Model licence: $(cat /model/LICENCE-NOTE.txt)"
 
@@ -82,30 +93,27 @@ ENV LISTEN_ADDR=0.0.0.0:8000 \
     LOG_FORMAT=json
 EXPOSE 8000
 
-FROM runtime AS users_service
-RUN mkdir -p /app/data/keys && chown -R app:app /app/data
-COPY --from=binaries /out/bin/users_service /app/users_service
+# One service: its binary as /app/service, run as the unprivileged user, checked by its own
+# `healthcheck` subcommand. DATA_DIRS lists the writable folders its volumes mount on.
+FROM runtime AS service
+ARG SERVICE
+ARG DATA_DIRS=""
+RUN test -n "${SERVICE}" || { echo "build argument SERVICE is required" >&2; exit 1; } \
+    && for dir in data ${DATA_DIRS}; do mkdir -p "/app/${dir}"; done \
+    && chown -R app:app /app/data
+COPY --from=binaries /out/bin/${SERVICE} /app/service
 USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/app/users_service", "healthcheck"]
-ENTRYPOINT ["/app/users_service"]
+    CMD ["/app/service", "healthcheck"]
+ENTRYPOINT ["/app/service"]
 
-FROM runtime AS images_service
-RUN mkdir -p /app/data/blobs && chown -R app:app /app/data
-COPY --from=binaries /out/bin/images_service /app/images_service
-USER 10001:10001
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/app/images_service", "healthcheck"]
-ENTRYPOINT ["/app/images_service"]
-
-# ResMem is licensed for non-commercial use only: the image shows the licence note at every start.
-FROM runtime AS inference_service
+# The inference service adds the model. ResMem is licensed for non-commercial use only: the image
+# shows the licence note at every start.
+FROM service AS inference_service
 COPY --from=model /model /app/model
-COPY --from=binaries /out/bin/inference_service /app/inference_service
 COPY deploy/inference-entrypoint.sh /app/entrypoint.sh
 ENV MODEL_DIR=/app/model
-USER 10001:10001
 # Loading the model takes a while: a longer start period before failures count.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["/app/inference_service", "healthcheck"]
+    CMD ["/app/service", "healthcheck"]
 ENTRYPOINT ["/app/entrypoint.sh"]

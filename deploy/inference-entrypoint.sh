@@ -6,4 +6,4 @@ note="${MODEL_DIR:-/app/model}/LICENCE-NOTE.txt"
 if [ -r "$note" ]; then
   echo "Model licence: $(cat "$note")"
 fi
-exec "$(dirname "$0")/inference_service" "$@"
+exec "$(dirname "$0")/service" "$@"

@@ -486,8 +486,9 @@ impl Engine {
                 }
             }
             step(format!(
-                "image {image} (Dockerfile, target {})",
-                build["target"].as_str().unwrap_or("last")
+                "image {image} (Dockerfile, target {}, SERVICE={})",
+                build["target"].as_str().unwrap_or("last"),
+                build["args"]["SERVICE"].as_str().unwrap_or("-")
             ));
             tools::run(command.args(["--tag", &image]).stdout(Stdio::null()))?;
             built.insert(image);
@@ -704,11 +705,11 @@ fn local_build_args(config: &Value) -> Result<BTreeMap<String, String>> {
     Ok(args)
 }
 
-/// The binaries the images run: each built service's target names its binary.
+/// The binaries the images run: each built service's build argument SERVICE names its binary.
 fn built_binaries(config: &Value) -> Result<Vec<String>> {
     let mut binaries: Vec<String> = services(config)?
         .iter()
-        .filter_map(|(_, s)| s["build"]["target"].as_str().map(str::to_owned))
+        .filter_map(|(_, s)| s["build"]["args"]["SERVICE"].as_str().map(str::to_owned))
         .collect();
     binaries.sort();
     binaries.dedup();

@@ -21,17 +21,12 @@ use sha2::{Digest, Sha256};
 
 use crate::tools::{self, step};
 
-/// The ResMem release the converter understands.
-pub const RESMEM_VERSION: &str = "1.1.6";
-/// SHA-256 of `resmem-1.1.6-py3-none-any.whl` as published on PyPI.
-const WHEEL_SHA256: &str = "2ed9d656280761215cde8f94a58197cdca523ccacb36fbd949edbea7a62c5572";
-/// The converter's Python libraries, also used by the preprocessing reference in the tests.
-pub const PYTHON_REQUIREMENTS: &[&str] = &[
-    "numpy==2.4.6",
-    "onnx==1.23.2",
-    "onnxruntime==1.32.0",
-    "pillow==13.0.0",
-];
+/// The converter's Python libraries (also used by the preprocessing reference in the tests), every
+/// dependency pinned with its hashes; the Dockerfile's model stage installs the same file.
+pub const REQUIREMENTS_FILE: &str = "inference_service/convert/requirements.txt";
+/// The ResMem wheel the converter understands, pinned with its hash; the Dockerfile downloads the
+/// same pin.
+pub const WHEEL_PIN_FILE: &str = "inference_service/convert/resmem.txt";
 /// The model folder, relative to the workspace root.
 pub const DEFAULT_DIR: &str = "data/models/resmem";
 
@@ -77,8 +72,9 @@ pub fn ensure_model(dir: &Path) -> Result<()> {
         }
         Err(reason) => {
             step(format!(
-                "no usable model in {} ({reason:#}); converting ResMem {RESMEM_VERSION}",
-                dir.display()
+                "no usable model in {} ({reason:#}); converting ResMem {}",
+                dir.display(),
+                WheelPin::read()?.version
             ));
             convert(dir)
         }
@@ -88,7 +84,7 @@ pub fn ensure_model(dir: &Path) -> Result<()> {
 /// Prepares the real model for the tests that need it (cached in the default folder between
 /// runs), and the Python libraries the preprocessing reference test uses.
 pub fn ensure_for_tests() -> Result<()> {
-    tools::ensure_pip(PYTHON_REQUIREMENTS)?;
+    ensure_python()?;
     ensure_model(&default_dir())
 }
 
@@ -179,17 +175,54 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The resmem wheel, downloaded from PyPI once into `./.venv/wheels` and checked against its
-/// pinned SHA-256 (again on every use, so a damaged download is never converted).
+/// Installs the converter's Python libraries into `./.venv` (hash-checked, once).
+pub fn ensure_python() -> Result<()> {
+    tools::ensure_pip_file(&tools::root().join(REQUIREMENTS_FILE))
+}
+
+/// The `resmem==VERSION --hash=sha256:HEX` line of [`WHEEL_PIN_FILE`].
+pub struct WheelPin {
+    pub version: String,
+    pub sha256: String,
+}
+
+impl WheelPin {
+    pub fn read() -> Result<Self> {
+        let path = tools::root().join(WHEEL_PIN_FILE);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| {
+            format!(
+                "{}: no `resmem==VERSION --hash=sha256:HEX` line",
+                path.display()
+            )
+        })
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let line = text.lines().find(|line| line.starts_with("resmem=="))?;
+        let mut words = line.split_whitespace();
+        let version = words.next()?.strip_prefix("resmem==")?.to_owned();
+        let sha256 = words
+            .find_map(|word| word.strip_prefix("--hash=sha256:"))?
+            .to_owned();
+        Some(Self { version, sha256 })
+    }
+}
+
+/// The resmem wheel, downloaded from PyPI once into `./.venv/wheels` (pip checks the pinned hash)
+/// and checked against it again on every use, so a damaged file is never converted.
 pub fn wheel() -> Result<PathBuf> {
+    let pin = WheelPin::read()?;
     let dir = tools::venv()?.join("wheels");
-    let wheel = dir.join(format!("resmem-{RESMEM_VERSION}-py3-none-any.whl"));
+    let wheel = dir.join(format!("resmem-{}-py3-none-any.whl", pin.version));
     if !wheel.exists() {
         let python = tools::venv_bin("python")?;
         let download =
             tempfile::tempdir_in(tools::venv()?).context("cannot create a temporary folder")?;
         step(format!(
-            "downloading resmem=={RESMEM_VERSION} from PyPI (about 490 MB)"
+            "downloading resmem=={} from PyPI (about 490 MB)",
+            pin.version
         ));
         tools::run(
             Command::new(&python)
@@ -200,8 +233,10 @@ pub fn wheel() -> Result<PathBuf> {
                     "--quiet",
                     "--disable-pip-version-check",
                     "--no-deps",
+                    "--require-hashes",
+                    "-r",
                 ])
-                .arg(format!("resmem=={RESMEM_VERSION}"))
+                .arg(tools::root().join(WHEEL_PIN_FILE))
                 .arg("--dest")
                 .arg(download.path()),
         )?;
@@ -216,11 +251,12 @@ pub fn wheel() -> Result<PathBuf> {
     }
     step("checking the wheel's SHA-256");
     let digest = sha256_file(&wheel)?;
-    if digest != WHEEL_SHA256 {
+    if digest != pin.sha256 {
         bail!(
-            "{} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to convert it \
+            "{} has SHA-256 {digest}, expected {}; refusing to convert it \
              (delete it to download it again)",
-            wheel.display()
+            wheel.display(),
+            pin.sha256
         );
     }
     Ok(wheel)
@@ -236,7 +272,7 @@ fn convert(dir: &Path) -> Result<()> {
         dir.display()
     );
 
-    tools::ensure_pip(PYTHON_REQUIREMENTS)?;
+    ensure_python()?;
     let python = tools::venv_bin("python")?;
     let wheel = wheel()?;
 
@@ -280,6 +316,45 @@ mod tests {
             fs::copy(tiny_dir().join(name), dir.path().join(name))?;
         }
         Ok(dir)
+    }
+
+    #[test]
+    fn the_committed_wheel_pin_names_a_version_and_a_full_sha256() -> Result<()> {
+        let pin = WheelPin::read()?;
+        assert!(
+            pin.version
+                .split('.')
+                .all(|part| part.parse::<u32>().is_ok()),
+            "{}",
+            pin.version
+        );
+        assert_eq!(pin.sha256.len(), 64);
+        assert!(pin.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_wheel_pin_without_a_hash_is_not_a_pin() {
+        assert!(WheelPin::parse("resmem==1.1.6\n").is_none());
+    }
+
+    #[test]
+    fn every_converter_requirement_is_pinned_with_a_hash() -> Result<()> {
+        let text = fs::read_to_string(tools::root().join(REQUIREMENTS_FILE))?;
+        let pins: Vec<&str> = text.lines().filter(|l| l.contains("==")).collect();
+        assert!(pins.len() >= 4, "{pins:?}");
+        for name in ["numpy==", "onnx==", "onnxruntime==", "pillow=="] {
+            assert!(
+                pins.iter().any(|pin| pin.starts_with(name)),
+                "{name} is not pinned"
+            );
+        }
+        // pip-compile writes each pin's hashes on the lines after it, joined by backslashes.
+        assert_eq!(
+            pins.iter().filter(|pin| pin.ends_with(" \\")).count(),
+            pins.len()
+        );
+        Ok(())
     }
 
     #[test]

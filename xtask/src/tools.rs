@@ -170,6 +170,34 @@ pub fn ensure_pip(requirements: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Makes sure the requirements file at `path` (every dependency pinned with its hashes) is
+/// installed in the virtualenv; pip refuses any file whose hash is not listed. The stamp follows
+/// the file's contents, so an edited file installs again.
+pub fn ensure_pip_file(path: &Path) -> Result<()> {
+    let dir = venv()?;
+    let contents =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let stamp = dir.join(format!(".installed-{}", stamp_name(&[&contents])));
+    if stamp.exists() {
+        return Ok(());
+    }
+    step(format!(
+        "installing into ./.venv with pip: {} (hash-checked)",
+        path.strip_prefix(root()).unwrap_or(path).display()
+    ));
+    run(Command::new(dir.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--require-hashes",
+            "-r",
+        ])
+        .arg(path))?;
+    std::fs::write(&stamp, contents)?;
+    Ok(())
+}
+
 fn stamp_name(requirements: &[&str]) -> String {
     // FNV-1a: a stable short name for the set, no extra dependency.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

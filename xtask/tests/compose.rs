@@ -291,7 +291,15 @@ impl Compose {
                 let target = build["target"]
                     .as_str()
                     .unwrap_or_else(|| panic!("{name}: build.target names the image's stage"));
-                Some((name, stage_chain(&read(dockerfile), target)))
+                // The stages as this service's build sees them: `${ARG}` replaced by its value.
+                let mut text = stage_chain(&read(dockerfile), target);
+                for (key, value) in build["args"].as_mapping().into_iter().flatten() {
+                    let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
+                        panic!("{name}: build args must be strings");
+                    };
+                    text = text.replace(&format!("${{{key}}}"), value);
+                }
+                Some((name, text))
             })
             .collect()
     }
@@ -323,6 +331,15 @@ fn stages(dockerfile: &str) -> Vec<(String, String, String)> {
         }
     }
     stages
+}
+
+/// The text of the Dockerfile's stage `name` alone.
+fn dockerfile_stage(name: &str) -> String {
+    stages(&read("Dockerfile"))
+        .into_iter()
+        .find(|(stage, _, _)| stage == name)
+        .unwrap_or_else(|| panic!("the Dockerfile has no stage `{name}`"))
+        .2
 }
 
 /// The text of stage `target` preceded by the stages it is built `FROM` in the same file:
@@ -1006,14 +1023,18 @@ fn every_dependency_is_awaited_healthy_and_has_a_health_check() {
 
 /// The binary an image runs: the one its HEALTHCHECK calls with `healthcheck`.
 fn image_binary(dockerfile: &str) -> String {
+    assert!(
+        dockerfile.contains("CMD [\"/app/service\", \"healthcheck\"]"),
+        "HEALTHCHECK CMD [\"/app/service\", \"healthcheck\"]"
+    );
     dockerfile
         .lines()
         .find_map(|l| {
             l.trim()
-                .strip_prefix("CMD [\"/app/")?
-                .strip_suffix("\", \"healthcheck\"]")
+                .strip_prefix("COPY --from=binaries /out/bin/")?
+                .strip_suffix(" /app/service")
         })
-        .expect("HEALTHCHECK CMD [\"/app/BINARY\", \"healthcheck\"]")
+        .expect("COPY --from=binaries /out/bin/BINARY /app/service")
         .to_owned()
 }
 
@@ -1040,8 +1061,7 @@ fn each_image_runs_its_binary_unprivileged_with_the_healthcheck_subcommand() {
             .find_map(|l| l.strip_prefix("ENTRYPOINT "))
             .expect("ENTRYPOINT");
         assert!(
-            entrypoint == format!("[\"/app/{binary}\"]")
-                || entrypoint == "[\"/app/entrypoint.sh\"]",
+            entrypoint == "[\"/app/service\"]" || entrypoint == "[\"/app/entrypoint.sh\"]",
             "{service}: ENTRYPOINT {entrypoint}"
         );
         let user = text
@@ -1066,6 +1086,49 @@ fn each_image_runs_its_binary_unprivileged_with_the_healthcheck_subcommand() {
         assert!(
             read("Dockerfile").contains("cargo install cargo-chef --locked --version"),
             "{service}: pinned cargo-chef"
+        );
+    }
+}
+
+#[test]
+fn the_rust_builder_copies_only_manifests_sources_and_migrations() {
+    // So that an edit to docs, monitoring, deploy files or tests rebuilds nothing.
+    let sources = dockerfile_stage("sources");
+    let copied: Vec<&str> = sources
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len() - 1].to_vec()
+        })
+        .collect();
+    for source in &copied {
+        let allowed = matches!(*source, "Cargo.toml" | "Cargo.lock")
+            || source.ends_with("/Cargo.toml")
+            || source.ends_with("/src")
+            || source.ends_with("/migrations");
+        assert!(allowed, "the builder copies {source}");
+    }
+    // Every workspace member is there, as sources or as a manifest with an empty target.
+    let workspace = read("Cargo.toml");
+    let members = workspace
+        .lines()
+        .find_map(|l| l.strip_prefix("members = ["))
+        .expect("the workspace's one-line members list");
+    for member in members.split('"').skip(1).step_by(2) {
+        assert!(
+            copied.contains(&format!("{member}/Cargo.toml").as_str()),
+            "the builder lacks the manifest of workspace member {member}"
+        );
+        let has_sources = copied.contains(&format!("{member}/src").as_str());
+        let stubbed = sources.lines().any(|l| {
+            l.starts_with("RUN for crate in")
+                && l.split_whitespace()
+                    .any(|w| w.trim_end_matches(';') == member)
+        });
+        assert!(
+            has_sources || stubbed,
+            "workspace member {member} has neither sources nor a stub in the builder"
         );
     }
 }
@@ -1106,12 +1169,7 @@ fn every_file_a_dockerfile_copies_from_the_context_exists_and_is_not_ignored() {
 fn the_model_stage_copies_every_file_the_converter_opens() {
     // The `converted` stage's file system, rebuilt from its own COPY lines and nothing else: the
     // converter, run there as the stage runs it, fails on any input the stage lacks.
-    let dockerfile = read("Dockerfile");
-    let stage = stages(&dockerfile)
-        .into_iter()
-        .find(|(name, _, _)| name == "converted")
-        .expect("a `converted` stage")
-        .2;
+    let stage = dockerfile_stage("converted");
     let sandbox = tempfile::tempdir().expect("temp dir");
     let inside = |path: &str| sandbox.path().join(path.trim_start_matches('/'));
     let mut workdir = PathBuf::from("/");
@@ -1173,24 +1231,20 @@ fn copy_tree(source: &Path, dest: &Path) {
 #[test]
 fn the_inference_image_converts_the_model_with_the_pins_of_the_native_model_task() {
     let dockerfile = read("Dockerfile");
-    for requirement in xtask::model::PYTHON_REQUIREMENTS {
+    for file in [
+        xtask::model::REQUIREMENTS_FILE,
+        xtask::model::WHEEL_PIN_FILE,
+    ] {
         assert!(
-            dockerfile.contains(requirement),
-            "the image does not install {requirement}"
+            dockerfile.contains(&format!("--require-hashes -r {file}")),
+            "the image does not use the hash-checked pins of {file}"
         );
     }
-    let wheel = format!("resmem=={}", xtask::model::RESMEM_VERSION);
     assert!(
-        dockerfile.contains(&wheel),
-        "the image does not download {wheel}"
-    );
-    let hash = dockerfile
-        .split(|c: char| !c.is_ascii_hexdigit())
-        .find(|word| word.len() == 64)
-        .expect("the wheel's SHA-256 in the Dockerfile");
-    assert!(
-        read("xtask/src/model.rs").contains(hash),
-        "the wheel hash differs from xtask/src/model.rs"
+        !dockerfile
+            .lines()
+            .any(|line| line.contains("pip") && line.contains("==")),
+        "the image pins a Python package of its own"
     );
     assert!(
         dockerfile.contains("convert_resmem.py --wheel"),

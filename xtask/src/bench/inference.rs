@@ -346,7 +346,7 @@ print(json.dumps({"version": ort.__version__, "load_seconds": load_seconds, "for
 
 fn onnx_runtime(bench: &Bench) -> Result<OrtResult> {
     // The same pinned onnxruntime the model converter checks its output with.
-    tools::ensure_pip(crate::model::PYTHON_REQUIREMENTS)?;
+    crate::model::ensure_python()?;
     let script = bench.scratch("ort_forward.py");
     std::fs::write(&script, ORT_SCRIPT)?;
     super::step(format!(
