@@ -142,11 +142,13 @@ impl UniqueConstraint {
         if let Some(index) = target.strip_prefix("index ") {
             return index.trim_matches('\'') == self.name;
         }
-        let mut reported = target.split(", ");
-        self.columns.iter().all(|column| {
-            reported.next().and_then(|r| r.split_once('.')) == Some((self.table, *column))
-        }) && reported.next().is_none()
-            && !self.columns.is_empty()
+        let reported: Vec<&str> = target.split(", ").collect();
+        !self.columns.is_empty()
+            && reported.len() == self.columns.len()
+            && reported
+                .iter()
+                .zip(self.columns)
+                .all(|(reported, column)| reported.split_once('.') == Some((self.table, *column)))
     }
 }
 
