@@ -10,16 +10,23 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
+//! - `db` (feature `db`): connecting, migrating, readiness and named unique-constraint violations.
+//! - [`timestamp`]: the stored time unit (microseconds) and its RFC 3339 text.
+//! - [`pagination`]: page sizes, cursors and cutting a page out of the rows of a query.
 
 pub mod auth;
 pub mod config;
+#[cfg(feature = "db")]
+pub mod db;
 pub mod healthcheck;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod pagination;
 pub mod problem;
 pub mod server;
 pub mod telemetry;
+pub mod timestamp;
 
 pub use problem::{AppJson, Problem};

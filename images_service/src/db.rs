@@ -1,74 +1,27 @@
 //! The `images` table, through `sqlx::AnyPool` so one code path serves SQLite and PostgreSQL.
+//! Connecting and the readiness ping are [`common::db`]'s.
 
-use std::time::Duration;
-
-use anyhow::Context;
-use sqlx::{
-    any::{install_default_drivers, AnyPoolOptions},
-    AnyPool, Executor,
-};
+use common::{db::UniqueConstraint, timestamp::Timestamp};
+use sqlx::{migrate::Migrator, AnyPool};
 use uuid::Uuid;
 
 use crate::domain::Cursor;
 
-/// The name of the unique (owner, digest) constraint: a violation means "already uploaded".
-pub const OWNER_DIGEST_CONSTRAINT: &str = "images_owner_sha256_key";
+pub use common::db::ping;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// One owner's identical bytes are one image: a violation means "already uploaded".
+pub const OWNER_DIGEST_KEY: UniqueConstraint = UniqueConstraint {
+    name: "images_owner_sha256_key",
+    table: "images",
+    columns: &["owner_id", "sha256"],
+};
 
 /// Opens the database (creating a SQLite file and its directory when missing) and runs the
 /// migrations.
 pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
-    install_default_drivers();
-    let sqlite = url.starts_with("sqlite:");
-    let url = if sqlite {
-        prepare_sqlite(url)?
-    } else {
-        url.to_owned()
-    };
-    let mut options = AnyPoolOptions::new()
-        .max_connections(if sqlite { 8 } else { 16 })
-        .acquire_timeout(Duration::from_secs(5));
-    if sqlite {
-        options = options.after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA busy_timeout = 5000").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                Ok(())
-            })
-        });
-    }
-    let pool = options
-        .connect(&url)
-        .await
-        .context("cannot open the database (DATABASE_URL)")?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .context("cannot run the database migrations")?;
-    Ok(pool)
-}
-
-/// Creates the directory of a SQLite file and asks SQLite to create the file.
-fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(url.to_owned());
-    }
-    if let Some(parent) = std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    Ok(if url.contains("mode=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&mode=rwc")
-    } else {
-        format!("{url}?mode=rwc")
-    })
+    common::db::connect(url, &MIGRATOR).await
 }
 
 /// One image's metadata.
@@ -81,19 +34,11 @@ pub struct ImageRow {
     pub width: i64,
     pub height: i64,
     pub bytes: i64,
-    /// Microseconds since the Unix epoch.
-    pub created_at: i64,
+    #[sqlx(try_from = "i64")]
+    pub created_at: Timestamp,
 }
 
 const COLUMNS: &str = "id, owner_id, sha256, content_type, width, height, bytes, created_at";
-
-/// Whether the database answers (for `/readyz`).
-pub async fn check(pool: &AnyPool) -> Result<(), String> {
-    pool.execute("SELECT 1")
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("database unusable: {e}"))
-}
 
 #[tracing::instrument(skip_all, fields(image_id = %row.id))]
 pub async fn insert(pool: &AnyPool, row: &ImageRow) -> Result<(), sqlx::Error> {
@@ -107,7 +52,7 @@ pub async fn insert(pool: &AnyPool, row: &ImageRow) -> Result<(), sqlx::Error> {
     .bind(row.width)
     .bind(row.height)
     .bind(row.bytes)
-    .bind(row.created_at)
+    .bind(row.created_at.as_micros())
     .execute(pool)
     .await?;
     Ok(())
@@ -165,7 +110,7 @@ pub async fn list(
                  ORDER BY created_at DESC, id DESC LIMIT $4"
             ))
             .bind(owner.to_string())
-            .bind(cursor.created_at)
+            .bind(cursor.created_at.as_micros())
             .bind(cursor.id.to_string())
             .bind(limit)
             .fetch_all(pool)
@@ -195,32 +140,63 @@ pub async fn exists(pool: &AnyPool, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(row.is_some())
 }
 
-/// Whether `error` is the (owner, digest) unique violation.
+/// Whether `error` is the (owner, digest) unique violation, not any other.
 pub fn is_duplicate_digest(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(e) => {
-            e.is_unique_violation() || e.constraint() == Some(OWNER_DIGEST_CONSTRAINT)
-        }
-        _ => false,
-    }
+    OWNER_DIGEST_KEY.is_violated_by(error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sqlite_url_asks_for_the_file_to_be_created() {
+    fn row(id: Uuid, owner: Uuid, sha256: &str) -> ImageRow {
+        ImageRow {
+            id: id.to_string(),
+            owner_id: owner.to_string(),
+            sha256: sha256.to_owned(),
+            content_type: "image/png".to_owned(),
+            width: 1,
+            height: 1,
+            bytes: 1,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_same_owner_and_digest_is_a_duplicate_upload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/nested/images.db", dir.path().display());
-        assert_eq!(
-            prepare_sqlite(&url).expect("prepared"),
-            format!("{url}?mode=rwc")
-        );
-        assert!(dir.path().join("nested").is_dir());
-        assert_eq!(
-            prepare_sqlite("sqlite::memory:").expect("memory"),
-            "sqlite::memory:"
-        );
+        let url = format!("sqlite://{}/images.db", dir.path().display());
+        let pool = connect(&url).await.expect("connect");
+        let (owner, first) = (Uuid::now_v7(), Uuid::now_v7());
+        insert(&pool, &row(first, owner, "aa"))
+            .await
+            .expect("first");
+
+        let same_bytes = insert(&pool, &row(Uuid::now_v7(), owner, "aa"))
+            .await
+            .expect_err("same owner and digest");
+        assert!(is_duplicate_digest(&same_bytes), "{same_bytes}");
+
+        let same_id = insert(&pool, &row(first, Uuid::now_v7(), "bb"))
+            .await
+            .expect_err("same id");
+        assert!(!is_duplicate_digest(&same_id), "{same_id}");
+
+        insert(&pool, &row(Uuid::now_v7(), Uuid::now_v7(), "aa"))
+            .await
+            .expect("another owner may store the same bytes");
+    }
+
+    #[tokio::test]
+    async fn created_at_round_trips_in_microseconds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/images.db", dir.path().display());
+        let pool = connect(&url).await.expect("connect");
+        let (owner, id) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut stored = row(id, owner, "cc");
+        stored.created_at = Timestamp::from_micros(1_764_000_000_123_456);
+        insert(&pool, &stored).await.expect("insert");
+        let found = find(&pool, owner, id).await.expect("query").expect("row");
+        assert_eq!(found.created_at, stored.created_at);
     }
 }

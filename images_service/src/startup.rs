@@ -77,7 +77,7 @@ impl Application {
         let ready = readiness(move || {
             let (pool, store) = (pool.clone(), store.clone());
             async move {
-                db::check(&pool).await?;
+                db::ping(&pool).await?;
                 store.check().await
             }
         });

@@ -1,119 +1,38 @@
-//! The database: connecting (SQLite or PostgreSQL through `sqlx::AnyPool`), migrations, and every
-//! query users_service runs.
+//! The database of users_service: its migrations and every query it runs. Connecting and the
+//! readiness ping are [`common::db`]'s.
 //!
-//! SQL stays portable: `$N` placeholders (SQLite's driver accepts them), TEXT ids, BIGINT unix-ms
-//! times, nullable timestamps instead of booleans. Several processes may share one SQLite file:
-//! WAL mode lets readers and the single writer proceed together, and the busy timeout makes a
-//! writer wait for the lock instead of failing.
+//! SQL stays portable: `$N` placeholders (SQLite's driver accepts them), TEXT ids, BIGINT
+//! [`Timestamp`] microseconds, nullable timestamps instead of booleans.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{str::FromStr, time::Duration};
 
-use anyhow::Context;
-use common::auth::Role;
-use sqlx::{
-    any::{AnyPoolOptions, AnyRow},
-    migrate::Migrator,
-    AnyPool, Executor, Row,
-};
+use common::{auth::Role, db::UniqueConstraint, timestamp::Timestamp};
+use sqlx::{any::AnyRow, migrate::Migrator, AnyPool, Executor, Row};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+pub use common::db::ping;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// How long a SQLite writer waits for another process's write lock.
-const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+/// Usernames are unique regardless of case: an index on `lower(username)`.
+const USERNAME_KEY: UniqueConstraint = UniqueConstraint {
+    name: "users_username_key",
+    table: "users",
+    columns: &[],
+};
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
-}
+/// Emails are unique regardless of case: an index on `lower(email)`.
+const EMAIL_KEY: UniqueConstraint = UniqueConstraint {
+    name: "users_email_key",
+    table: "users",
+    columns: &[],
+};
 
-fn is_sqlite(url: &str) -> bool {
-    url.starts_with("sqlite:")
-}
-
-/// Creates the parent directory and the file of a SQLite URL, so a fresh checkout just works.
-fn prepare_sqlite_file(url: &str) -> anyhow::Result<()> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    let path = Path::new(path);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    Ok(())
-}
-
-/// Connects to `url`, sets up SQLite for shared use, and runs the migrations.
-#[tracing::instrument(skip_all, fields(backend = if is_sqlite(url) { "sqlite" } else { "postgres" }))]
+/// Connects to `url` and runs the migrations.
 pub async fn connect(url: &str) -> anyhow::Result<AnyPool> {
-    sqlx::any::install_default_drivers();
-    let sqlite = is_sqlite(url);
-    if sqlite {
-        prepare_sqlite_file(url)?;
-    }
-    let options = AnyPoolOptions::new()
-        .max_connections(if sqlite { 8 } else { 10 })
-        .acquire_timeout(Duration::from_secs(10));
-    let options = if sqlite {
-        options.after_connect(|conn, _meta| {
-            Box::pin(async move {
-                // busy_timeout first: switching to WAL itself needs a lock another process may hold.
-                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
-                    .await?;
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                Ok(())
-            })
-        })
-    } else {
-        options
-    };
-    let pool = options
-        .connect(url)
-        .await
-        .context("connecting to DATABASE_URL")?;
-    migrate(&pool).await?;
-    Ok(pool)
-}
-
-/// Runs the migrations. PostgreSQL serialises concurrent runs with an advisory lock; SQLite has
-/// none, so when several replicas start on one fresh file the losers of the race fail once and
-/// succeed on the retry, which finds the migrations applied.
-async fn migrate(pool: &AnyPool) -> anyhow::Result<()> {
-    const ATTEMPTS: u32 = 5;
-    let mut attempt = 1;
-    loop {
-        match MIGRATOR.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt < ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "migration failed, retrying (another instance may be migrating)");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e).context("running database migrations"),
-        }
-    }
-}
-
-/// Readiness: the database answers a trivial query.
-pub async fn ping(pool: &AnyPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("database: {e}"))
+    common::db::connect(url, &MIGRATOR).await
 }
 
 /// A row of `users`.
@@ -124,8 +43,8 @@ pub struct User {
     pub email: String,
     pub password_hash: String,
     pub role: Role,
-    pub created_at: i64,
-    pub disabled_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
 }
 
 impl User {
@@ -142,8 +61,10 @@ impl User {
             email: row.try_get("email")?,
             password_hash: row.try_get("password_hash")?,
             role: Role::from_str(&role).map_err(|e| anyhow::anyhow!("users.role: {e}"))?,
-            created_at: row.try_get("created_at")?,
-            disabled_at: row.try_get("disabled_at")?,
+            created_at: Timestamp::from_micros(row.try_get("created_at")?),
+            disabled_at: row
+                .try_get::<Option<i64>, _>("disabled_at")?
+                .map(Timestamp::from_micros),
         })
     }
 }
@@ -158,21 +79,11 @@ pub struct NewUser<'a> {
     pub role: Role,
 }
 
-fn is_unique_violation_of(error: &sqlx::Error, index: &str) -> bool {
-    match error {
-        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
-            // PostgreSQL names the constraint; SQLite names the index in its message.
-            db.constraint() == Some(index) || db.message().contains(index)
-        }
-        _ => false,
-    }
-}
-
 /// Inserts a user; a taken username or email is a 409 that says which.
 #[tracing::instrument(skip_all, fields(username = new.username))]
 pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
     let id = Uuid::now_v7();
-    let now = now_ms();
+    let now = Timestamp::now();
     let result = sqlx::query(
         "INSERT INTO users (id, username, email, password_hash, role, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -182,7 +93,7 @@ pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
     .bind(new.email)
     .bind(new.password_hash)
     .bind(new.role.as_str())
-    .bind(now)
+    .bind(now.as_micros())
     .execute(pool)
     .await;
     match result {
@@ -195,10 +106,11 @@ pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
             created_at: now,
             disabled_at: None,
         }),
-        Err(e) if is_unique_violation_of(&e, "users_username_key") => Err(Error::Conflict(
-            format!("The username `{}` is already taken.", new.username),
-        )),
-        Err(e) if is_unique_violation_of(&e, "users_email_key") => Err(Error::Conflict(
+        Err(e) if USERNAME_KEY.is_violated_by(&e) => Err(Error::Conflict(format!(
+            "The username `{}` is already taken.",
+            new.username
+        ))),
+        Err(e) if EMAIL_KEY.is_violated_by(&e) => Err(Error::Conflict(
             "An account with this email address already exists.".to_owned(),
         )),
         Err(e) => Err(e.into()),
@@ -256,12 +168,12 @@ pub async fn update_user(
     disabled: Option<bool>,
     role: Option<Role>,
 ) -> Result<Option<User>> {
-    let now = now_ms();
+    let now = Timestamp::now();
     let id_text = id.to_string();
     let mut tx = pool.begin().await?;
     let touched = sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
         .bind(&id_text)
-        .bind(now)
+        .bind(now.as_micros())
         .execute(&mut *tx)
         .await?;
     if touched.rows_affected() == 0 {
@@ -278,12 +190,12 @@ pub async fn update_user(
         Some(true) => {
             sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL")
                 .bind(&id_text)
-                .bind(now)
+                .bind(now.as_micros())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
                 .bind(&id_text)
-                .bind(now)
+                .bind(now.as_micros())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -322,8 +234,8 @@ pub struct Stats {
 
 #[tracing::instrument(skip_all)]
 pub async fn stats(pool: &AnyPool) -> Result<Stats> {
-    let now = now_ms();
-    let day_ago = now - 24 * 3600 * 1000;
+    let now = Timestamp::now();
+    let day_ago = now.saturating_sub(Duration::from_secs(24 * 3600));
     let row = sqlx::query(
         "SELECT COUNT(*) AS users, \
                 COUNT(CASE WHEN role = 'admin' THEN 1 END) AS admins, \
@@ -331,14 +243,14 @@ pub async fn stats(pool: &AnyPool) -> Result<Stats> {
                 COUNT(CASE WHEN created_at >= $1 THEN 1 END) AS recent \
          FROM users",
     )
-    .bind(day_ago)
+    .bind(day_ago.as_micros())
     .fetch_one(pool)
     .await?;
     let sessions = sqlx::query(
         "SELECT COUNT(DISTINCT family_id) AS n FROM refresh_tokens \
          WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
     )
-    .bind(now)
+    .bind(now.as_micros())
     .fetch_one(pool)
     .await?;
     Ok(Stats {
@@ -355,9 +267,9 @@ pub async fn stats(pool: &AnyPool) -> Result<Stats> {
 pub struct RefreshToken {
     pub user_id: Uuid,
     pub family_id: String,
-    pub expires_at: i64,
-    pub used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// Stores a new refresh token (its hash) in `family_id`.
@@ -372,16 +284,16 @@ pub async fn insert_refresh_token<'c, E>(
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
-    let now = now_ms();
-    let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let now = Timestamp::now();
+    let expires_at = now.saturating_add(ttl);
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash)
     .bind(user_id.to_string())
     .bind(family_id)
-    .bind(now)
-    .bind(expires_at)
+    .bind(now.as_micros())
+    .bind(expires_at.as_micros())
     .execute(executor)
     .await?;
     Ok(())
@@ -401,9 +313,13 @@ pub async fn find_refresh_token(pool: &AnyPool, token_hash: &str) -> Result<Opti
             user_id: Uuid::parse_str(&user_id)
                 .map_err(|e| anyhow::anyhow!("refresh_tokens.user_id: {e}"))?,
             family_id: row.try_get("family_id")?,
-            expires_at: row.try_get("expires_at")?,
-            used_at: row.try_get("used_at")?,
-            revoked_at: row.try_get("revoked_at")?,
+            expires_at: Timestamp::from_micros(row.try_get("expires_at")?),
+            used_at: row
+                .try_get::<Option<i64>, _>("used_at")?
+                .map(Timestamp::from_micros),
+            revoked_at: row
+                .try_get::<Option<i64>, _>("revoked_at")?
+                .map(Timestamp::from_micros),
         })
     })
     .transpose()
@@ -427,7 +343,7 @@ pub async fn rotate_refresh_token(
         "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL",
     )
     .bind(old_hash)
-    .bind(now_ms())
+    .bind(Timestamp::now().as_micros())
     .execute(&mut *tx)
     .await?;
     if marked.rows_affected() != 1 {
@@ -445,7 +361,7 @@ pub async fn revoke_family(pool: &AnyPool, family_id: &str) -> Result<u64> {
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
     )
     .bind(family_id)
-    .bind(now_ms())
+    .bind(Timestamp::now().as_micros())
     .execute(pool)
     .await?;
     Ok(result.rows_affected())
@@ -453,18 +369,80 @@ pub async fn revoke_family(pool: &AnyPool, family_id: &str) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
-    #[test]
-    fn a_sqlite_url_gets_its_directory_and_file_created() {
+    /// A database left by the release that stored milliseconds gets every time multiplied by a
+    /// thousand, NULL staying NULL; API output (RFC 3339) is then what it was.
+    #[tokio::test]
+    async fn stored_milliseconds_become_microseconds() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("nested/deeper/users.db");
-        prepare_sqlite_file(&format!("sqlite://{}?mode=rwc", file.display())).expect("prepared");
-        assert!(file.is_file());
+        let url = format!("sqlite://{}", dir.path().join("users.db").display());
+        let before = Migrator {
+            migrations: Cow::Owned(MIGRATOR.migrations[..1].to_vec()),
+            ..Migrator::DEFAULT
+        };
+        let pool = common::db::connect(&url, &before)
+            .await
+            .expect("old schema");
+        pool.execute(
+            "INSERT INTO users (id, username, email, password_hash, role, created_at, updated_at) \
+             VALUES ('0190a0a0-0000-7000-8000-000000000001', 'ann', 'ann@example.com', 'h', 'user', \
+                     1700000000123, 1700000000456); \
+             INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, expires_at, used_at) \
+             VALUES ('t', '0190a0a0-0000-7000-8000-000000000001', 'f', 1700000000123, 1700000600123, \
+                     1700000000999);",
+        )
+        .await
+        .expect("old rows");
+
+        common::db::migrate(&pool, &MIGRATOR)
+            .await
+            .expect("migrate");
+
+        let user = find_user_by_username(&pool, "ann")
+            .await
+            .expect("query")
+            .expect("user");
+        assert_eq!(user.created_at.as_micros(), 1_700_000_000_123_000);
+        assert_eq!(user.created_at.to_rfc3339(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(user.disabled_at, None);
+        let token = find_refresh_token(&pool, "t")
+            .await
+            .expect("query")
+            .expect("token");
+        assert_eq!(token.expires_at.as_micros(), 1_700_000_600_123_000);
+        assert_eq!(
+            token.used_at.map(Timestamp::as_micros),
+            Some(1_700_000_000_999_000)
+        );
+        assert_eq!(token.revoked_at, None);
     }
 
-    #[test]
-    fn in_memory_sqlite_needs_no_file() {
-        assert!(prepare_sqlite_file("sqlite::memory:").is_ok());
+    #[tokio::test]
+    async fn a_taken_username_or_email_is_a_conflict_that_says_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("users.db").display());
+        let pool = connect(&url).await.expect("connect");
+        let new = |username, email| NewUser {
+            username,
+            email,
+            password_hash: "h",
+            role: Role::User,
+        };
+        insert_user(&pool, new("ann", "ann@example.com"))
+            .await
+            .expect("first");
+        let taken_name = insert_user(&pool, new("ANN", "other@example.com")).await;
+        assert!(
+            matches!(&taken_name, Err(Error::Conflict(m)) if m.contains("username")),
+            "{taken_name:?}"
+        );
+        let taken_email = insert_user(&pool, new("bob", "Ann@Example.com")).await;
+        assert!(
+            matches!(&taken_email, Err(Error::Conflict(m)) if m.contains("email")),
+            "{taken_email:?}"
+        );
     }
 }

@@ -6,6 +6,6 @@ pub mod decode;
 pub mod etag;
 pub mod image_type;
 
-pub use cursor::{Cursor, PageLimit};
+pub use cursor::Cursor;
 pub use decode::{inspect, DecodeError, Dimensions};
 pub use image_type::ImageType;

@@ -11,6 +11,7 @@ use axum::{
 };
 use common::{
     auth::AuthUser,
+    pagination::{PageRequest, PageSizes},
     problem::{AppJson, AppPath, AppQuery},
 };
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use super::ImageMeta;
 use crate::{
     db,
-    domain::{etag, Cursor, PageLimit},
+    domain::{etag, Cursor},
     error::{ImagesError, Result},
     startup::AppState,
     storage::BlobStore,
@@ -32,6 +33,11 @@ pub(super) fn router() -> Router<AppState> {
         .route("/images/{id}", get(download).delete(delete))
         .route("/images/{id}/meta", get(meta))
 }
+
+const PAGE_SIZES: PageSizes = PageSizes {
+    default: 20,
+    max: 100,
+};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(super) struct ListQuery {
@@ -61,31 +67,22 @@ pub(super) async fn list(
     user: AuthUser,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<ImageList>> {
-    let limit = PageLimit::parse(query.limit).map_err(ImagesError::Validation)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(ImagesError::Validation)?;
-    let mut rows = db::list(&state.pool, user.id, after, i64::from(limit.get()) + 1).await?;
-    let next_cursor = if rows.len() > limit.get() as usize {
-        rows.truncate(limit.get() as usize);
-        rows.last().and_then(|last| {
-            Some(
-                Cursor {
-                    created_at: last.created_at,
-                    id: last.id.parse().ok()?,
-                }
-                .encode(),
-            )
+    let request = PageRequest::<Cursor>::parse(
+        PAGE_SIZES,
+        query.limit.map(i64::from),
+        query.cursor.as_deref(),
+    )
+    .map_err(ImagesError::Validation)?;
+    let rows = db::list(&state.pool, user.id, request.after, request.rows_to_fetch()).await?;
+    let page = request.page(rows, |last| {
+        Some(Cursor {
+            created_at: last.created_at,
+            id: last.id.parse().ok()?,
         })
-    } else {
-        None
-    };
+    });
     Ok(AppJson(ImageList {
-        items: rows.into_iter().map(ImageMeta::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(ImageMeta::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

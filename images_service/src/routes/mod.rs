@@ -6,7 +6,6 @@ mod upload;
 use axum::Router;
 use common::openapi::BearerAuth;
 use serde::Serialize;
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
@@ -39,11 +38,6 @@ pub struct ImageMeta {
 
 impl From<ImageRow> for ImageMeta {
     fn from(row: ImageRow) -> Self {
-        let created_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.created_at) * 1000)
-                .ok()
-                .and_then(|t| t.format(&Rfc3339).ok())
-                .unwrap_or_default();
         Self {
             image_id: row.id,
             sha256: row.sha256,
@@ -51,7 +45,7 @@ impl From<ImageRow> for ImageMeta {
             width: row.width,
             height: row.height,
             bytes: row.bytes,
-            created_at,
+            created_at: row.created_at.to_rfc3339(),
         }
     }
 }

@@ -287,7 +287,7 @@ async fn store(
         width: i64::from(dimensions.width),
         height: i64::from(dimensions.height),
         bytes: i64::try_from(received.bytes).map_err(anyhow::Error::new)?,
-        created_at: now_micros(),
+        created_at: common::timestamp::Timestamp::now(),
     };
     match db::insert(&state.pool, &row).await {
         Ok(()) => {
@@ -333,8 +333,4 @@ async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensi
             reason,
         },
     })
-}
-
-fn now_micros() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }

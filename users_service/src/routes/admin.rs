@@ -6,6 +6,7 @@
 use axum::{extract::State, routing::get, Router};
 use common::{
     auth::Role,
+    pagination::{PageRequest, PageSizes},
     problem::{AppPath, AppQuery},
     AppJson,
 };
@@ -15,7 +16,7 @@ use uuid::Uuid;
 
 use common::openapi::ProblemBody;
 
-use super::{rfc3339, CurrentAdmin};
+use super::CurrentAdmin;
 use crate::{
     db,
     error::{Error, Result},
@@ -33,8 +34,10 @@ pub(super) fn router() -> Router<AppState> {
 #[openapi(paths(list_users, update_user, stats))]
 pub(crate) struct Api;
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
+const PAGE_SIZES: PageSizes = PageSizes {
+    default: 50,
+    max: 200,
+};
 
 /// A user as admins see it.
 #[derive(Serialize, ToSchema)]
@@ -57,9 +60,9 @@ impl From<&db::User> for AdminUserView {
             username: user.username.clone(),
             email: user.email.clone(),
             role: user.role,
-            created_at: rfc3339(user.created_at),
+            created_at: user.created_at.to_rfc3339(),
             disabled: user.is_disabled(),
-            disabled_at: user.disabled_at.map(rfc3339),
+            disabled_at: user.disabled_at.map(|t| t.to_rfc3339()),
         }
     }
 }
@@ -102,31 +105,13 @@ async fn list_users(
     CurrentAdmin(admin): CurrentAdmin,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<UserPage>> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::Validation(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}."
-        )));
-    }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(Uuid::parse_str)
-        .transpose()
-        .map_err(|_| {
-            Error::Validation("`cursor` is not a cursor returned by this endpoint.".to_owned())
-        })?;
-    let mut users = db::list_users(&state.db, after, limit + 1).await?;
-    let more = users.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = if more {
-        users.last().map(|u| u.id.to_string())
-    } else {
-        None
-    };
+    let request = PageRequest::<Uuid>::parse(PAGE_SIZES, query.limit, query.cursor.as_deref())
+        .map_err(Error::Validation)?;
+    let users = db::list_users(&state.db, request.after, request.rows_to_fetch()).await?;
+    let page = request.page(users, |user| Some(user.id));
     Ok(AppJson(UserPage {
-        users: users.iter().map(AdminUserView::from).collect(),
-        next_cursor,
+        users: page.items.iter().map(AdminUserView::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -284,7 +284,7 @@ async fn refresh(
         tracing::warn!(revoked, "refresh token reused: session revoked");
         return Err(reused_refresh_token());
     }
-    if stored.revoked_at.is_some() || stored.expires_at <= db::now_ms() {
+    if stored.revoked_at.is_some() || stored.expires_at <= common::timestamp::Timestamp::now() {
         state.metrics.refresh("invalid");
         return Err(invalid_refresh_token());
     }

@@ -41,17 +41,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// RFC 3339 text of a unix-ms time.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// A user's public profile.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct UserView {
@@ -71,7 +60,7 @@ impl From<&db::User> for UserView {
             username: user.username.clone(),
             email: user.email.clone(),
             role: user.role,
-            created_at: rfc3339(user.created_at),
+            created_at: user.created_at.to_rfc3339(),
         }
     }
 }
@@ -109,16 +98,5 @@ impl FromRequestParts<AppState> for CurrentAdmin {
             ));
         }
         Ok(Self(user))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn unix_milliseconds_render_as_rfc3339() {
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }
