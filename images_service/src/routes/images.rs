@@ -21,7 +21,7 @@ use super::ImageMeta;
 use crate::{
     db,
     domain::{etag, Cursor, PageLimit},
-    error::{ImagesError, Result},
+    error::{Error, Result},
     startup::AppState,
     storage::BlobStore,
 };
@@ -61,13 +61,13 @@ pub(super) async fn list(
     user: AuthUser,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<ImageList>> {
-    let limit = PageLimit::parse(query.limit).map_err(ImagesError::Validation)?;
+    let limit = PageLimit::parse(query.limit).map_err(Error::Validation)?;
     let after = query
         .cursor
         .as_deref()
         .map(Cursor::parse)
         .transpose()
-        .map_err(ImagesError::Validation)?;
+        .map_err(Error::Validation)?;
     let mut rows = db::list(&state.pool, user.id, after, i64::from(limit.get()) + 1).await?;
     let next_cursor = if rows.len() > limit.get() as usize {
         rows.truncate(limit.get() as usize);
@@ -92,7 +92,7 @@ pub(super) async fn list(
 async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
     db::find(&state.pool, user.id, id)
         .await?
-        .ok_or(ImagesError::NotFound)
+        .ok_or(Error::NotFound)
 }
 
 /// Images up to this size are read whole for a download; larger ones are streamed.
@@ -186,7 +186,7 @@ pub(super) async fn delete(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode> {
     if !db::delete(&state.pool, user.id, id).await? {
-        return Err(ImagesError::NotFound);
+        return Err(Error::NotFound);
     }
     if let Err(e) = state.store.remove(&BlobStore::blob_key(id)).await {
         tracing::warn!(error = %e, "blob not deleted; the start-up sweep will remove it");
