@@ -3,7 +3,6 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
     metrics::{Metrics, SLOW_BUCKETS},
@@ -14,30 +13,8 @@ use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    config::{Settings, UploadLimits},
-    db,
-    metrics::ImageMetrics,
-    routes,
-    storage::BlobStore,
+    config::Settings, db, metrics::ImagesMetrics, routes, state::AppState, storage::BlobStore,
 };
-
-/// What every handler reaches through `State`.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: AnyPool,
-    pub store: BlobStore,
-    pub verifier: Arc<TokenVerifier>,
-    pub metrics: ImageMetrics,
-    pub limits: UploadLimits,
-    /// Bounds the decodes running on the blocking pool at once.
-    pub decoders: Arc<Semaphore>,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// A bound, ready images_service.
 pub struct Application {
@@ -50,7 +27,7 @@ impl Application {
     /// in production; tests pass their own key).
     pub async fn build(settings: Settings, verifier: Arc<TokenVerifier>) -> anyhow::Result<Self> {
         let metrics = Metrics::new("images", &settings.server.instance_name, SLOW_BUCKETS)?;
-        let image_metrics = ImageMetrics::register(&metrics)?;
+        let image_metrics = ImagesMetrics::register(&metrics)?;
         let pool = db::connect(&settings.database_url).await?;
         tracing::info!(database = ?settings.database_url, "database ready");
         let store = BlobStore::open(&settings.blob_store_url).context("BLOB_STORE_URL")?;
@@ -67,7 +44,7 @@ impl Application {
 
         let decoders = std::thread::available_parallelism().map_or(2, usize::from);
         let state = AppState {
-            pool: pool.clone(),
+            db: pool.clone(),
             store: store.clone(),
             verifier,
             metrics: image_metrics,
@@ -84,7 +61,7 @@ impl Application {
         let router = build_router(ServiceParts {
             settings: settings.server.clone(),
             metrics,
-            app: routes::router(state, settings.limits),
+            app: routes::router(state),
             readiness: ready,
             openapi: routes::openapi(),
         });

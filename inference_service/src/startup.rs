@@ -3,7 +3,6 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
     metrics::{Metrics, SLOW_BUCKETS},
@@ -12,28 +11,14 @@ use common::{
 };
 
 use crate::{
-    config::{DecodeLimits, Settings},
+    config::Settings,
     images::ImagesClient,
     metrics::InferenceMetrics,
     model::{LoadedModel, Manifest},
     predictor::{ModelState, Predictor},
     routes,
+    state::AppState,
 };
-
-/// What every handler reaches through `State`.
-#[derive(Clone)]
-pub struct AppState {
-    pub predictor: Arc<Predictor>,
-    pub images: ImagesClient,
-    pub verifier: Arc<TokenVerifier>,
-    pub limits: DecodeLimits,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// A bound inference_service whose model is loading in the background.
 pub struct Application {
@@ -68,7 +53,7 @@ impl Application {
         let router = build_router(ServiceParts {
             settings: settings.server.clone(),
             metrics,
-            app: routes::router(state, settings.limits),
+            app: routes::router(state),
             readiness: ready,
             openapi: routes::openapi(),
         });

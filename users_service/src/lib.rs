@@ -4,6 +4,7 @@
 //! - [`config`]: [`Settings`] from the environment.
 //! - [`startup`]: [`startup::build`] assembles the full router (tests use the very same one);
 //!   [`startup::serve`] runs it.
+//! - [`state`]: [`state::AppState`], what every handler can reach.
 //! - [`routes`]: the HTTP endpoints; [`openapi`] documents them.
 //! - [`domain`]: parsed input (`Username`, `Email`, `Password`).
 //! - [`db`]: SQLite/PostgreSQL access and migrations.
@@ -23,6 +24,7 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod tokens;
 
 pub use config::Settings;

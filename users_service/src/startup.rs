@@ -1,41 +1,21 @@
 //! Building the application from settings, and running it.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use axum::{extract::FromRef, Router};
+use axum::Router;
 use common::{
     auth::TokenVerifier,
     metrics::{Metrics, SLOW_BUCKETS},
     ops,
     server::{build_router, shutdown_signal, Application, ServiceParts},
 };
-use ipnet::IpNet;
 use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
     commands, config::Settings, db, keys, metrics::UsersMetrics, openapi, passwords::Passwords,
-    rate_limit::LoginLimiter, routes, tokens::TokenSigner,
+    rate_limit::LoginLimiter, routes, state::AppState, tokens::TokenSigner,
 };
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: AnyPool,
-    pub signer: Arc<TokenSigner>,
-    pub verifier: Arc<TokenVerifier>,
-    pub passwords: Arc<Passwords>,
-    pub limiter: Arc<LoginLimiter>,
-    pub metrics: Arc<UsersMetrics>,
-    pub trusted_proxies: Arc<Vec<IpNet>>,
-    pub refresh_token_ttl: Duration,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// The complete users_service: the router `serve` runs, and handles tests may use.
 pub struct UsersApp {

@@ -22,7 +22,7 @@ use crate::{
     db,
     domain::{etag, Cursor, PageLimit},
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
     storage::BlobStore,
 };
 
@@ -68,7 +68,7 @@ pub(super) async fn list(
         .map(Cursor::parse)
         .transpose()
         .map_err(Error::Validation)?;
-    let mut rows = db::list(&state.pool, user.id, after, i64::from(limit.get()) + 1).await?;
+    let mut rows = db::list(&state.db, user.id, after, i64::from(limit.get()) + 1).await?;
     let next_cursor = if rows.len() > limit.get() as usize {
         rows.truncate(limit.get() as usize);
         rows.last().and_then(|last| {
@@ -90,7 +90,7 @@ pub(super) async fn list(
 }
 
 async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
-    db::find(&state.pool, user.id, id)
+    db::find(&state.db, user.id, id)
         .await?
         .ok_or(Error::NotFound)
 }
@@ -185,7 +185,7 @@ pub(super) async fn delete(
     user: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode> {
-    if !db::delete(&state.pool, user.id, id).await? {
+    if !db::delete(&state.db, user.id, id).await? {
         return Err(Error::NotFound);
     }
     if let Err(e) = state.store.remove(&BlobStore::blob_key(id)).await {

@@ -9,12 +9,12 @@ use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
+use crate::{db::ImageRow, state::AppState};
 
 /// Every application route, state applied.
-pub fn router(state: AppState, limits: UploadLimits) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(upload::router(limits))
+        .merge(upload::router(state.limits))
         .merge(images::router())
         .with_state(state)
 }

@@ -26,7 +26,7 @@ use crate::{
     db::{self, ImageRow},
     domain::{self, image_type::SNIFF_LEN, DecodeError, ImageType},
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
     storage::BlobStore,
 };
 
@@ -270,7 +270,7 @@ async fn store(
     user: &AuthUser,
     received: Received,
 ) -> Result<(StatusCode, ImageRow)> {
-    if let Some(existing) = db::find_by_digest(&state.pool, user.id, &received.sha256).await? {
+    if let Some(existing) = db::find_by_digest(&state.db, user.id, &received.sha256).await? {
         state.metrics.deduplicated.inc();
         tracing::Span::current().record("image_id", existing.id.as_str());
         return Ok((StatusCode::OK, existing));
@@ -289,7 +289,7 @@ async fn store(
         bytes: i64::try_from(received.bytes).map_err(anyhow::Error::new)?,
         created_at: now_micros(),
     };
-    match db::insert(&state.pool, &row).await {
+    match db::insert(&state.db, &row).await {
         Ok(()) => {
             state.metrics.uploads.inc();
             state.metrics.upload_bytes.inc_by(received.bytes);
@@ -301,7 +301,7 @@ async fn store(
                 return Err(error.into());
             }
             // The same bytes finished uploading concurrently: answer with that image.
-            let existing = db::find_by_digest(&state.pool, user.id, &row.sha256)
+            let existing = db::find_by_digest(&state.db, user.id, &row.sha256)
                 .await?
                 .ok_or(error)?;
             state.metrics.deduplicated.inc();

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     error::{Error, Result},
     predictor::{Label, ModelRef, Prediction},
-    startup::AppState,
+    state::AppState,
 };
 use common::openapi::ProblemBody;
 

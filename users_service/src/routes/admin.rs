@@ -19,7 +19,7 @@ use super::{rfc3339, CurrentAdmin};
 use crate::{
     db,
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
 };
 
 pub(super) fn router() -> Router<AppState> {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     db,
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
 };
 
 pub(crate) use account::Api as AccountApi;
