@@ -9,6 +9,7 @@
 //! - [`openapi`]: the bearer security scheme and problem schema of every OpenAPI document.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
+//! - [`service`]: the [`service::Service`] trait and the `main` every service binary runs.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 
 pub use problem::{AppJson, Problem};

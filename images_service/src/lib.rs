@@ -19,3 +19,6 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
+
+pub use config::Settings;
+pub use startup::Application;

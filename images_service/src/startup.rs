@@ -5,9 +5,11 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use common::{
     auth::TokenVerifier,
+    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
+    service::{token_verifier_from_env, Service},
 };
 use sqlx::AnyPool;
 use tokio::sync::Semaphore;
@@ -23,9 +25,17 @@ pub struct Application {
 
 impl Application {
     /// Opens the database (migrating it) and the blob store, sweeps what a crash left behind,
-    /// and binds the listener. `verifier` checks access tokens (from `TokenVerifier::from_env`
-    /// in production; tests pass their own key).
-    pub async fn build(settings: Settings, verifier: Arc<TokenVerifier>) -> anyhow::Result<Self> {
+    /// and binds the listener; access tokens are checked with the keys `JWKS_URL` or
+    /// `JWT_PUBLIC_KEY_FILE` names.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
+    }
+
+    /// [`Application::build`] with the given token verifier (tests pass their own key).
+    pub async fn build_with_verifier(
+        settings: Settings,
+        verifier: Arc<TokenVerifier>,
+    ) -> anyhow::Result<Self> {
         let metrics = Metrics::new("images", &settings.server.instance_name, SLOW_BUCKETS)?;
         let image_metrics = ImagesMetrics::register(&metrics)?;
         let pool = db::connect(&settings.database_url).await?;
@@ -81,8 +91,40 @@ impl Application {
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        self.server.run_until_stopped(shutdown).await
+    ) -> anyhow::Result<()> {
+        Ok(self.server.run_until_stopped(shutdown).await?)
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = "images_service";
+    const ABOUT: &'static str = "Forgettable Images: image upload, listing, download and deletion";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
+    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
+    type Settings = Settings;
+
+    fn settings_from_env() -> Result<Settings, ConfigError> {
+        Settings::from_env()
+    }
+
+    fn server_settings(settings: &Settings) -> &ServerSettings {
+        &settings.server
+    }
+
+    async fn start(settings: Settings) -> anyhow::Result<Self> {
+        Self::build(settings).await
+    }
+
+    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+
+    async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
     }
 }
 

@@ -22,3 +22,6 @@ pub mod predictor;
 pub mod routes;
 pub mod startup;
 pub mod state;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -2,8 +2,8 @@
 //! administration for Forgettable Images.
 //!
 //! - [`config`]: [`Settings`] from the environment.
-//! - [`startup`]: [`startup::build`] assembles the full router (tests use the very same one);
-//!   [`startup::serve`] runs it.
+//! - [`startup`]: [`startup::Application`] — connect, migrate, load the signing key, bind, serve
+//!   (tests run the very same one).
 //! - [`state`]: [`state::AppState`], what every handler can reach.
 //! - [`routes`]: the HTTP endpoints; [`openapi`] documents them.
 //! - [`domain`]: parsed input (`Username`, `Email`, `Password`).
@@ -28,4 +28,4 @@ pub mod state;
 pub mod tokens;
 
 pub use config::Settings;
-pub use startup::{build, serve, UsersApp};
+pub use startup::Application;
