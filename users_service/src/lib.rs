@@ -5,7 +5,7 @@
 //! - [`startup`]: [`startup::Application`] — connect, migrate, load the signing key, bind, serve
 //!   (tests run the very same one).
 //! - [`state`]: [`state::AppState`], what every handler can reach.
-//! - [`routes`]: the HTTP endpoints; [`openapi`] documents them.
+//! - [`routes`]: the HTTP endpoints and their OpenAPI document.
 //! - [`domain`]: parsed input (`Username`, `Email`, `Password`).
 //! - [`db`]: SQLite/PostgreSQL access and migrations.
 //! - [`passwords`], [`tokens`], [`keys`]: argon2id hashing, token minting, the signing key.
@@ -19,7 +19,6 @@ pub mod domain;
 pub mod error;
 pub mod keys;
 pub mod metrics;
-pub mod openapi;
 pub mod passwords;
 pub mod rate_limit;
 pub mod routes;

@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    commands, config::Settings, db, keys, metrics::UsersMetrics, openapi, passwords::Passwords,
+    commands, config::Settings, db, keys, metrics::UsersMetrics, passwords::Passwords,
     rate_limit::LoginLimiter, routes, state::AppState, tokens::TokenSigner,
 };
 
@@ -81,7 +81,7 @@ impl Application {
             metrics,
             app: routes::router(state),
             readiness,
-            openapi: openapi::document()?,
+            openapi: routes::openapi(),
         });
         let server = server::Application::bind_from_settings(&settings.server, router).await?;
         Ok(Self {
