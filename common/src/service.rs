@@ -81,16 +81,21 @@ where
     F: FnOnce(S::Settings, E) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let command = parse::<S, E>().command.unwrap_or(Command::Serve);
-    if let Command::Healthcheck = command {
-        return healthcheck::run_from_env(S::DEFAULT_LISTEN_ADDR, S::DEFAULT_INSTANCE_NAME).await;
-    }
+    let own = match parse::<S, E>().command.unwrap_or(Command::Serve) {
+        // Before reading the settings: a health check must not fail on a variable it never uses.
+        Command::Healthcheck => {
+            return healthcheck::run_from_env(S::DEFAULT_LISTEN_ADDR, S::DEFAULT_INSTANCE_NAME)
+                .await
+        }
+        Command::Serve => None,
+        Command::Own(command) => Some(command),
+    };
     let outcome = async {
         let settings = S::settings_from_env()?;
         crate::telemetry::init(S::server_settings(&settings).log_format);
-        match command {
-            Command::Own(command) => run(settings, command).await,
-            _ => serve::<S>(settings).await,
+        match own {
+            Some(command) => run(settings, command).await,
+            None => serve::<S>(settings).await,
         }
     };
     exit_code(S::NAME, outcome.await)
@@ -121,7 +126,7 @@ fn exit_code(service: &str, outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{service} stopped");
+            tracing::error!(error = format!("{e:#}"), "{service} failed");
             eprintln!("{service}: {e:#}");
             ExitCode::FAILURE
         }
