@@ -9,6 +9,7 @@
 //! - [`openapi`]: the bearer security scheme and problem schema of every OpenAPI document.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
+//! - [`service`]: the [`service::Service`] trait and the `main` every service binary runs.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
 //! - `db` (feature `db`): connecting, migrating, readiness and named unique-constraint violations.
 //! - [`timestamp`]: the stored time unit (microseconds) and its RFC 3339 text.
@@ -26,6 +27,7 @@ pub mod ops;
 pub mod pagination;
 pub mod problem;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod timestamp;
 

@@ -154,16 +154,3 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
 }
-
-/// Turns the outcome of a service's `serve` into the process exit code, reporting a failure both
-/// in the logs and on stderr (logging may not be set up when configuration fails).
-pub fn exit_code(service: &str, outcome: anyhow::Result<()>) -> std::process::ExitCode {
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{service} stopped");
-            eprintln!("{service}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}

@@ -4,12 +4,12 @@
 use axum::response::{IntoResponse, Response};
 use common::Problem;
 
-/// `Result` with [`ImagesError`] as the default error.
-pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything a request to images_service can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum ImagesError {
+pub enum Error {
     #[error(
         "The request has no `file` field: send the image as multipart/form-data field `file`."
     )]
@@ -36,7 +36,7 @@ pub enum ImagesError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl ImagesError {
+impl Error {
     /// The `reason` label of `images_upload_rejections_total`, for upload rejections.
     pub fn rejection_reason(&self) -> Option<&'static str> {
         Some(match self {
@@ -51,40 +51,40 @@ impl ImagesError {
     }
 }
 
-impl From<sqlx::Error> for ImagesError {
+impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         Self::Unexpected(anyhow::Error::new(error).context("database"))
     }
 }
 
-impl From<object_store::Error> for ImagesError {
+impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {
         Self::Unexpected(anyhow::Error::new(error).context("object store"))
     }
 }
 
-impl From<ImagesError> for Problem {
-    fn from(error: ImagesError) -> Self {
+impl From<Error> for Problem {
+    fn from(error: Error) -> Self {
         let detail = error.to_string();
         match error {
-            ImagesError::MissingFile | ImagesError::EmptyFile | ImagesError::Validation(_) => {
+            Error::MissingFile | Error::EmptyFile | Error::Validation(_) => {
                 Problem::validation(detail)
             }
-            ImagesError::Corrupt { .. } => Problem::new(
+            Error::Corrupt { .. } => Problem::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "corrupt-image",
                 detail,
             ),
-            ImagesError::TooManyPixels(_) => Problem::new(
+            Error::TooManyPixels(_) => Problem::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "too-many-pixels",
                 detail,
             ),
-            ImagesError::TooLarge { .. } => Problem::too_large(detail),
-            ImagesError::UnsupportedType => Problem::unsupported_media(detail),
-            ImagesError::BadMultipart(_) => Problem::bad_request(detail),
-            ImagesError::NotFound => Problem::not_found(detail),
-            ImagesError::Unexpected(cause) => {
+            Error::TooLarge { .. } => Problem::too_large(detail),
+            Error::UnsupportedType => Problem::unsupported_media(detail),
+            Error::BadMultipart(_) => Problem::bad_request(detail),
+            Error::NotFound => Problem::not_found(detail),
+            Error::Unexpected(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 Problem::internal()
             }
@@ -92,7 +92,7 @@ impl From<ImagesError> for Problem {
     }
 }
 
-impl IntoResponse for ImagesError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
         Problem::from(self).into_response()
     }
@@ -107,21 +107,15 @@ mod tests {
     #[test]
     fn each_rejection_maps_to_its_status() {
         let cases = [
-            (ImagesError::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (ImagesError::EmptyFile, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::EmptyFile, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::TooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE),
+            (Error::UnsupportedType, StatusCode::UNSUPPORTED_MEDIA_TYPE),
             (
-                ImagesError::TooLarge { limit: 1 },
-                StatusCode::PAYLOAD_TOO_LARGE,
-            ),
-            (
-                ImagesError::UnsupportedType,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ),
-            (
-                ImagesError::TooManyPixels("x".into()),
+                Error::TooManyPixels("x".into()),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
-            (ImagesError::NotFound, StatusCode::NOT_FOUND),
+            (Error::NotFound, StatusCode::NOT_FOUND),
         ];
         for (error, status) in cases {
             assert_eq!(Problem::from(error).status, status);
@@ -130,9 +124,7 @@ mod tests {
 
     #[test]
     fn an_unexpected_error_hides_its_cause() {
-        let problem = Problem::from(ImagesError::Unexpected(anyhow::anyhow!(
-            "disk /srv/secret full"
-        )));
+        let problem = Problem::from(Error::Unexpected(anyhow::anyhow!("disk /srv/secret full")));
         assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!problem.detail.contains("secret"));
     }

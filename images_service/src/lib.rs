@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: settings from the environment (database, blob store, upload limits).
 //! - [`startup`]: [`startup::Application`] — connect, migrate, sweep orphans, bind, serve.
+//! - [`state`]: [`state::AppState`], what every handler can reach.
 //! - [`routes`]: the HTTP endpoints and their OpenAPI document.
 //! - [`domain`]: image type sniffing, bounded decoding, list cursors, ETag matching.
 //! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
@@ -16,4 +17,8 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod storage;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -16,7 +16,7 @@ pub const REJECTION_REASONS: [&str; 6] = [
 
 /// Upload and storage counters.
 #[derive(Clone)]
-pub struct ImageMetrics {
+pub struct ImagesMetrics {
     pub uploads: IntCounter,
     pub upload_bytes: IntCounter,
     pub rejections: IntCounterVec,
@@ -24,7 +24,7 @@ pub struct ImageMetrics {
     pub orphans_swept: IntCounter,
 }
 
-impl ImageMetrics {
+impl ImagesMetrics {
     /// Creates the counters and registers them with `metrics`.
     pub fn register(metrics: &Metrics) -> anyhow::Result<Self> {
         let rejections = metrics.register(IntCounterVec::new(

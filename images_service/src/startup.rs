@@ -3,41 +3,20 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
+    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
+    service::{token_verifier_from_env, Service},
 };
 use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    config::{Settings, UploadLimits},
-    db,
-    metrics::ImageMetrics,
-    routes,
-    storage::BlobStore,
+    config::Settings, db, metrics::ImagesMetrics, routes, state::AppState, storage::BlobStore,
 };
-
-/// What every handler reaches through `State`.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: AnyPool,
-    pub store: BlobStore,
-    pub verifier: Arc<TokenVerifier>,
-    pub metrics: ImageMetrics,
-    pub limits: UploadLimits,
-    /// Bounds the decodes running on the blocking pool at once.
-    pub decoders: Arc<Semaphore>,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// A bound, ready images_service.
 pub struct Application {
@@ -46,11 +25,19 @@ pub struct Application {
 
 impl Application {
     /// Opens the database (migrating it) and the blob store, sweeps what a crash left behind,
-    /// and binds the listener. `verifier` checks access tokens (from `TokenVerifier::from_env`
-    /// in production; tests pass their own key).
-    pub async fn build(settings: Settings, verifier: Arc<TokenVerifier>) -> anyhow::Result<Self> {
+    /// and binds the listener; access tokens are checked with the keys `JWKS_URL` or
+    /// `JWT_PUBLIC_KEY_FILE` names.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
+    }
+
+    /// [`Application::build`] with the given token verifier (tests pass their own key).
+    pub async fn build_with_verifier(
+        settings: Settings,
+        verifier: Arc<TokenVerifier>,
+    ) -> anyhow::Result<Self> {
         let metrics = Metrics::new("images", &settings.server.instance_name, SLOW_BUCKETS)?;
-        let image_metrics = ImageMetrics::register(&metrics)?;
+        let image_metrics = ImagesMetrics::register(&metrics)?;
         let pool = db::connect(&settings.database_url).await?;
         tracing::info!(database = ?settings.database_url, "database ready");
         let store = BlobStore::open(&settings.blob_store_url).context("BLOB_STORE_URL")?;
@@ -67,7 +54,7 @@ impl Application {
 
         let decoders = std::thread::available_parallelism().map_or(2, usize::from);
         let state = AppState {
-            pool: pool.clone(),
+            db: pool.clone(),
             store: store.clone(),
             verifier,
             metrics: image_metrics,
@@ -84,7 +71,7 @@ impl Application {
         let router = build_router(ServiceParts {
             settings: settings.server.clone(),
             metrics,
-            app: routes::router(state, settings.limits),
+            app: routes::router(state),
             readiness: ready,
             openapi: routes::openapi(),
         });
@@ -104,8 +91,40 @@ impl Application {
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        self.server.run_until_stopped(shutdown).await
+    ) -> anyhow::Result<()> {
+        Ok(self.server.run_until_stopped(shutdown).await?)
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = "images_service";
+    const ABOUT: &'static str = "Forgettable Images: image upload, listing, download and deletion";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
+    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
+    type Settings = Settings;
+
+    fn settings_from_env() -> Result<Settings, ConfigError> {
+        Settings::from_env()
+    }
+
+    fn server_settings(settings: &Settings) -> &ServerSettings {
+        &settings.server
+    }
+
+    async fn start(settings: Settings) -> anyhow::Result<Self> {
+        Self::build(settings).await
+    }
+
+    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+
+    async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
     }
 }
 

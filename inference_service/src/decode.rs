@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::{error::LimitErrorKind, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
 
-use crate::{config::DecodeLimits, error::InferenceError};
+use crate::{config::DecodeLimits, error::Error as InferenceError};
 
 /// The formats the service accepts (the `image` features the workspace enables).
 fn kind(format: ImageFormat) -> Option<&'static str> {

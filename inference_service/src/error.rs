@@ -7,12 +7,12 @@ use axum::{
 };
 use common::Problem;
 
-/// `Result` with [`InferenceError`] as the default error.
-pub type Result<T, E = InferenceError> = std::result::Result<T, E>;
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything a prediction can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum InferenceError {
+pub enum Error {
     #[error("The request has no `file` field: send the image as multipart/form-data field `file`, or as the raw body.")]
     MissingFile,
     #[error("The image is empty: send the image's bytes.")]
@@ -48,36 +48,36 @@ pub enum InferenceError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<InferenceError> for Problem {
-    fn from(error: InferenceError) -> Self {
+impl From<Error> for Problem {
+    fn from(error: Error) -> Self {
         let detail = error.to_string();
         match error {
-            InferenceError::MissingFile | InferenceError::EmptyImage => Problem::validation(detail),
-            InferenceError::TooLarge { .. } => Problem::too_large(detail),
-            InferenceError::UnsupportedContentType | InferenceError::UnsupportedType => {
+            Error::MissingFile | Error::EmptyImage => Problem::validation(detail),
+            Error::TooLarge { .. } => Problem::too_large(detail),
+            Error::UnsupportedContentType | Error::UnsupportedType => {
                 Problem::unsupported_media(detail)
             }
-            InferenceError::Corrupt { .. } => {
+            Error::Corrupt { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt-image", detail)
             }
-            InferenceError::TooManyPixels(_) => {
+            Error::TooManyPixels(_) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "too-many-pixels", detail)
             }
-            InferenceError::BadMultipart(_) => Problem::bad_request(detail),
-            InferenceError::ImageNotFound => Problem::not_found(detail),
-            InferenceError::ImagesUnauthorized => Problem::unauthorized(detail),
-            InferenceError::ImagesUnavailable => Problem::new(
+            Error::BadMultipart(_) => Problem::bad_request(detail),
+            Error::ImageNotFound => Problem::not_found(detail),
+            Error::ImagesUnauthorized => Problem::unauthorized(detail),
+            Error::ImagesUnavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "images-unavailable",
                 detail,
             )
             .retry_after(1),
-            InferenceError::ModelNotReady => {
+            Error::ModelNotReady => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "model-not-ready", detail)
                     .retry_after(5)
             }
-            InferenceError::Busy => Problem::overloaded(detail),
-            InferenceError::Unexpected(cause) => {
+            Error::Busy => Problem::overloaded(detail),
+            Error::Unexpected(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 Problem::internal()
             }
@@ -85,7 +85,7 @@ impl From<InferenceError> for Problem {
     }
 }
 
-impl IntoResponse for InferenceError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
         Problem::from(self).into_response()
     }
@@ -98,33 +98,21 @@ mod tests {
     #[test]
     fn each_rejection_maps_to_its_status() {
         let cases = [
+            (Error::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::TooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE),
+            (Error::UnsupportedType, StatusCode::UNSUPPORTED_MEDIA_TYPE),
             (
-                InferenceError::MissingFile,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
-            (
-                InferenceError::TooLarge { limit: 1 },
-                StatusCode::PAYLOAD_TOO_LARGE,
-            ),
-            (
-                InferenceError::UnsupportedType,
+                Error::UnsupportedContentType,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ),
             (
-                InferenceError::UnsupportedContentType,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ),
-            (
-                InferenceError::TooManyPixels("x".into()),
+                Error::TooManyPixels("x".into()),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
-            (InferenceError::ImageNotFound, StatusCode::NOT_FOUND),
-            (InferenceError::ImagesUnauthorized, StatusCode::UNAUTHORIZED),
-            (
-                InferenceError::ImagesUnavailable,
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (InferenceError::Busy, StatusCode::SERVICE_UNAVAILABLE),
+            (Error::ImageNotFound, StatusCode::NOT_FOUND),
+            (Error::ImagesUnauthorized, StatusCode::UNAUTHORIZED),
+            (Error::ImagesUnavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Error::Busy, StatusCode::SERVICE_UNAVAILABLE),
         ];
         for (error, status) in cases {
             assert_eq!(Problem::from(error).status, status);
@@ -133,12 +121,12 @@ mod tests {
 
     #[test]
     fn overload_tells_the_client_when_to_retry() {
-        assert_eq!(Problem::from(InferenceError::Busy).retry_after, Some(1));
+        assert_eq!(Problem::from(Error::Busy).retry_after, Some(1));
     }
 
     #[test]
     fn an_unexpected_error_hides_its_cause() {
-        let problem = Problem::from(InferenceError::Unexpected(anyhow::anyhow!(
+        let problem = Problem::from(Error::Unexpected(anyhow::anyhow!(
             "tract: /srv/model broke"
         )));
         assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::error::InferenceError;
+use crate::error::Error;
 
 /// A client of images_service.
 #[derive(Clone)]
@@ -33,7 +33,7 @@ impl ImagesClient {
 
     /// The bytes of image `id`, fetched as the owner of `token`.
     #[tracing::instrument(skip_all, fields(%id))]
-    pub async fn fetch(&self, id: Uuid, token: &str) -> Result<Bytes, InferenceError> {
+    pub async fn fetch(&self, id: Uuid, token: &str) -> Result<Bytes, Error> {
         let mut request = self
             .client
             .get(format!("{}/images/{id}", self.base_url))
@@ -43,18 +43,18 @@ impl ImagesClient {
         }
         let mut response = request.send().await.map_err(|e| {
             tracing::warn!(error = %e, "images service unreachable");
-            InferenceError::ImagesUnavailable
+            Error::ImagesUnavailable
         })?;
         match response.status() {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Err(InferenceError::ImageNotFound),
-            StatusCode::UNAUTHORIZED => return Err(InferenceError::ImagesUnauthorized),
+            StatusCode::NOT_FOUND => return Err(Error::ImageNotFound),
+            StatusCode::UNAUTHORIZED => return Err(Error::ImagesUnauthorized),
             status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
                 tracing::warn!(%status, "images service failed");
-                return Err(InferenceError::ImagesUnavailable);
+                return Err(Error::ImagesUnavailable);
             }
             status => {
-                return Err(InferenceError::Unexpected(anyhow::anyhow!(
+                return Err(Error::Unexpected(anyhow::anyhow!(
                     "images service answered {status}"
                 )));
             }
@@ -64,17 +64,17 @@ impl ImagesClient {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         if declared.is_some_and(|len: u64| len > self.max_bytes) {
-            return Err(InferenceError::TooLarge {
+            return Err(Error::TooLarge {
                 limit: self.max_bytes,
             });
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| {
             tracing::warn!(error = %e, "images service broke off the download");
-            InferenceError::ImagesUnavailable
+            Error::ImagesUnavailable
         })? {
             if (body.len() + chunk.len()) as u64 > self.max_bytes {
-                return Err(InferenceError::TooLarge {
+                return Err(Error::TooLarge {
                     limit: self.max_bytes,
                 });
             }

@@ -3,6 +3,7 @@
 //! - [`config`]: settings from the environment (model folder, images_service URL, pool, limits).
 //! - [`startup`]: [`startup::Application`] — check the manifest, load the model in the background,
 //!   bind, serve.
+//! - [`state`]: [`state::AppState`], what every handler can reach.
 //! - [`routes`]: `GET /predict/{image_id}`, `POST /predict`, `GET /model` and the OpenAPI document.
 //! - [`predictor`]: bytes → cached or computed score → label.
 //! - [`model`]: the manifest, PIL-exact preprocessing, the tract runner and the bounded pool.
@@ -20,3 +21,7 @@ pub mod model;
 pub mod predictor;
 pub mod routes;
 pub mod startup;
+pub mod state;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::{
     config::{DecodeLimits, Settings},
     decode::decode_rgb,
-    error::{InferenceError, Result},
+    error::{Error, Result},
     metrics::InferenceMetrics,
     model::{InferencePool, LoadedModel, PoolError},
 };
@@ -118,7 +118,7 @@ impl Predictor {
     pub fn model(&self) -> Result<Arc<LoadedModel>> {
         match &*self.state.borrow() {
             ModelState::Ready(model) => Ok(model.clone()),
-            ModelState::Loading | ModelState::Failed(_) => Err(InferenceError::ModelNotReady),
+            ModelState::Loading | ModelState::Failed(_) => Err(Error::ModelNotReady),
         }
     }
 
@@ -147,14 +147,14 @@ impl Predictor {
         let started = Instant::now();
         let model = self.model()?;
         if bytes.len() as u64 > self.limits.max_upload_bytes {
-            return Err(InferenceError::TooLarge {
+            return Err(Error::TooLarge {
                 limit: self.limits.max_upload_bytes,
             });
         }
         let hashed = bytes.clone();
         let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&hashed).into())
             .await
-            .map_err(|e| InferenceError::Unexpected(e.into()))?;
+            .map_err(|e| Error::Unexpected(e.into()))?;
         let key: CacheKey = (digest, Arc::from(model.sha256.as_str()));
         let score = match self.cache.get(&key) {
             Some(score) => {
@@ -204,8 +204,8 @@ impl Predictor {
         };
         match self.pool.run(job).await {
             Ok(result) => result,
-            Err(PoolError::Busy) => Err(InferenceError::Busy),
-            Err(e @ PoolError::Failed(_)) => Err(InferenceError::Unexpected(e.into())),
+            Err(PoolError::Busy) => Err(Error::Busy),
+            Err(e @ PoolError::Failed(_)) => Err(Error::Unexpected(e.into())),
         }
     }
 }
@@ -242,10 +242,7 @@ mod tests {
             predictor.readiness(),
             Err("the model is loading".to_owned())
         );
-        assert!(matches!(
-            predictor.model(),
-            Err(InferenceError::ModelNotReady)
-        ));
+        assert!(matches!(predictor.model(), Err(Error::ModelNotReady)));
         predictor.set_state(ModelState::Failed("broken".into()));
         assert!(predictor
             .readiness()

@@ -3,37 +3,24 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
+    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
+    service::{token_verifier_from_env, Service},
 };
 
 use crate::{
-    config::{DecodeLimits, Settings},
+    config::Settings,
     images::ImagesClient,
     metrics::InferenceMetrics,
     model::{LoadedModel, Manifest},
     predictor::{ModelState, Predictor},
     routes,
+    state::AppState,
 };
-
-/// What every handler reaches through `State`.
-#[derive(Clone)]
-pub struct AppState {
-    pub predictor: Arc<Predictor>,
-    pub images: ImagesClient,
-    pub verifier: Arc<TokenVerifier>,
-    pub limits: DecodeLimits,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// A bound inference_service whose model is loading in the background.
 pub struct Application {
@@ -44,8 +31,17 @@ pub struct Application {
 impl Application {
     /// Checks the manifest (a missing model fails here, naming `cargo xtask model`), starts
     /// loading the model on the blocking pool and binds the listener, so `/healthz` answers at
-    /// once and `/readyz` turns 200 when the model is ready. `verifier` checks access tokens.
-    pub async fn build(settings: Settings, verifier: Arc<TokenVerifier>) -> anyhow::Result<Self> {
+    /// once and `/readyz` turns 200 when the model is ready. Access tokens are checked with the
+    /// keys `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` names.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
+    }
+
+    /// [`Application::build`] with the given token verifier (tests pass their own key).
+    pub async fn build_with_verifier(
+        settings: Settings,
+        verifier: Arc<TokenVerifier>,
+    ) -> anyhow::Result<Self> {
         let manifest = Manifest::load(&settings.model_dir).context("MODEL_DIR")?;
         let metrics = Metrics::new("inference", &settings.server.instance_name, SLOW_BUCKETS)?;
         let inference_metrics = InferenceMetrics::register(&metrics)?;
@@ -68,7 +64,7 @@ impl Application {
         let router = build_router(ServiceParts {
             settings: settings.server.clone(),
             metrics,
-            app: routes::router(state, settings.limits),
+            app: routes::router(state),
             readiness: ready,
             openapi: routes::openapi(),
         });
@@ -117,6 +113,38 @@ impl Application {
             result = self.server.run_until_stopped(shutdown) => Ok(result?),
             reason = failed => anyhow::bail!("the model failed to load: {reason}"),
         }
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = "inference_service";
+    const ABOUT: &'static str = "Forgettable Images: memorability predictions with an ONNX model";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
+    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
+    type Settings = Settings;
+
+    fn settings_from_env() -> Result<Settings, ConfigError> {
+        Settings::from_env()
+    }
+
+    fn server_settings(settings: &Settings) -> &ServerSettings {
+        &settings.server
+    }
+
+    async fn start(settings: Settings) -> anyhow::Result<Self> {
+        Self::build(settings).await
+    }
+
+    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+
+    async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
     }
 }
 

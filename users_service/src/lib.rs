@@ -2,9 +2,10 @@
 //! administration for Forgettable Images.
 //!
 //! - [`config`]: [`Settings`] from the environment.
-//! - [`startup`]: [`startup::build`] assembles the full router (tests use the very same one);
-//!   [`startup::serve`] runs it.
-//! - [`routes`]: the HTTP endpoints; [`openapi`] documents them.
+//! - [`startup`]: [`startup::Application`] — connect, migrate, load the signing key, bind, serve
+//!   (tests run the very same one).
+//! - [`state`]: [`state::AppState`], what every handler can reach.
+//! - [`routes`]: the HTTP endpoints and their OpenAPI document.
 //! - [`domain`]: parsed input (`Username`, `Email`, `Password`).
 //! - [`db`]: SQLite/PostgreSQL access and migrations.
 //! - [`passwords`], [`tokens`], [`keys`]: argon2id hashing, token minting, the signing key.
@@ -18,12 +19,12 @@ pub mod domain;
 pub mod error;
 pub mod keys;
 pub mod metrics;
-pub mod openapi;
 pub mod passwords;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod tokens;
 
 pub use config::Settings;
-pub use startup::{build, serve, UsersApp};
+pub use startup::Application;

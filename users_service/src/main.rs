@@ -2,22 +2,12 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
-use users_service::{commands, config, Settings};
+use clap::Subcommand;
+use users_service::{commands, startup::Application};
 
-#[derive(Parser)]
-#[command(version, about = "Forgettable Images accounts and tokens service")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
+/// The subcommands users_service has beside `serve` and `healthcheck`.
 #[derive(Subcommand)]
 enum Command {
-    /// Serve HTTP on LISTEN_ADDR (the default).
-    Serve,
-    /// Exit 0 when this service's /readyz answers 200.
-    Healthcheck,
     /// Create an admin account; the password comes from ADMIN_PASSWORD or standard input.
     CreateAdmin {
         #[arg(long)]
@@ -33,24 +23,14 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return Ok(common::healthcheck::run_from_env(
-            config::DEFAULT_LISTEN_ADDR,
-            config::DEFAULT_INSTANCE_NAME,
-        )
-        .await);
-    }
-    let settings = Settings::from_env()?;
-    common::telemetry::init(settings.server.log_format);
-    match cli.command {
-        None | Some(Command::Serve) => users_service::serve(settings).await?,
-        Some(Command::CreateAdmin { username, email }) => {
-            commands::create_admin_command(&settings, username, email).await?
+async fn main() -> ExitCode {
+    common::service::main_with::<Application, _, _, _>(|settings, command| async move {
+        match command {
+            Command::CreateAdmin { username, email } => {
+                commands::create_admin_command(&settings, username, email).await
+            }
+            Command::GenKey { out } => commands::gen_key_command(&out),
         }
-        Some(Command::GenKey { out }) => commands::gen_key_command(&out)?,
-        Some(Command::Healthcheck) => {}
-    }
-    Ok(ExitCode::SUCCESS)
+    })
+    .await
 }

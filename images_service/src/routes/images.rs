@@ -22,8 +22,8 @@ use super::ImageMeta;
 use crate::{
     db,
     domain::{etag, Cursor},
-    error::{ImagesError, Result},
-    startup::AppState,
+    error::{Error, Result},
+    state::AppState,
     storage::BlobStore,
 };
 
@@ -72,8 +72,8 @@ pub(super) async fn list(
         query.limit.map(i64::from),
         query.cursor.as_deref(),
     )
-    .map_err(ImagesError::Validation)?;
-    let rows = db::list(&state.pool, user.id, request.after, request.rows_to_fetch()).await?;
+    .map_err(Error::Validation)?;
+    let rows = db::list(&state.db, user.id, request.after, request.rows_to_fetch()).await?;
     let page = request.page(rows, |last| {
         Some(Cursor {
             created_at: last.created_at,
@@ -87,9 +87,9 @@ pub(super) async fn list(
 }
 
 async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
-    db::find(&state.pool, user.id, id)
+    db::find(&state.db, user.id, id)
         .await?
-        .ok_or(ImagesError::NotFound)
+        .ok_or(Error::NotFound)
 }
 
 /// Images up to this size are read whole for a download; larger ones are streamed.
@@ -182,8 +182,8 @@ pub(super) async fn delete(
     user: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode> {
-    if !db::delete(&state.pool, user.id, id).await? {
-        return Err(ImagesError::NotFound);
+    if !db::delete(&state.db, user.id, id).await? {
+        return Err(Error::NotFound);
     }
     if let Err(e) = state.store.remove(&BlobStore::blob_key(id)).await {
         tracing::warn!(error = %e, "blob not deleted; the start-up sweep will remove it");

@@ -8,12 +8,12 @@ use common::openapi::BearerAuth;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
+use crate::{db::ImageRow, state::AppState};
 
 /// Every application route, state applied.
-pub fn router(state: AppState, limits: UploadLimits) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(upload::router(limits))
+        .merge(upload::router(state.limits))
         .merge(images::router())
         .with_state(state)
 }

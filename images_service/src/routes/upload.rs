@@ -25,8 +25,8 @@ use crate::{
     config::UploadLimits,
     db::{self, ImageRow},
     domain::{self, image_type::SNIFF_LEN, DecodeError, ImageType},
-    error::{ImagesError, Result},
-    startup::AppState,
+    error::{Error, Result},
+    state::AppState,
     storage::BlobStore,
 };
 
@@ -94,7 +94,7 @@ async fn receive_and_store(
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, AppJson<ImageMeta>)> {
     let mut multipart = multipart.map_err(|e| {
-        ImagesError::BadMultipart(format!(
+        Error::BadMultipart(format!(
             "Send the image as multipart/form-data with a `file` field ({}).",
             e.body_text()
         ))
@@ -106,7 +106,7 @@ async fn receive_and_store(
             .await
             .map_err(|e| multipart_error(&e, limit))?;
         let Some(field) = field else {
-            return Err(ImagesError::MissingFile);
+            return Err(Error::MissingFile);
         };
         if field.name() == Some("file") {
             break receive(state, field, limit).await?;
@@ -122,11 +122,11 @@ async fn receive_and_store(
     outcome.map(|(status, row)| (status, AppJson(row.into())))
 }
 
-fn multipart_error(error: &MultipartError, limit: u64) -> ImagesError {
+fn multipart_error(error: &MultipartError, limit: u64) -> Error {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ImagesError::TooLarge { limit }
+        Error::TooLarge { limit }
     } else {
-        ImagesError::BadMultipart(format!(
+        Error::BadMultipart(format!(
             "The multipart body could not be read: {}",
             error.body_text()
         ))
@@ -176,7 +176,7 @@ impl Incoming {
         {
             self.total += chunk.len() as u64;
             if self.total > self.limit {
-                return Err(ImagesError::TooLarge { limit: self.limit });
+                return Err(Error::TooLarge { limit: self.limit });
             }
             self.hasher.update(&chunk);
             self.remember_edges(&chunk);
@@ -194,7 +194,7 @@ impl Incoming {
             }
         }
         if self.total == 0 {
-            return Err(ImagesError::EmptyFile);
+            return Err(Error::EmptyFile);
         }
         if self.writer.is_none() {
             self.start(state).await?;
@@ -214,7 +214,7 @@ impl Incoming {
 
     /// Decides the type from the first bytes and opens the temporary blob.
     async fn start(&mut self, state: &AppState) -> Result<()> {
-        let kind = ImageType::sniff(&self.head).ok_or(ImagesError::UnsupportedType)?;
+        let kind = ImageType::sniff(&self.head).ok_or(Error::UnsupportedType)?;
         let mut writer = state.store.begin(&self.key).await?;
         for chunk in self.pending.drain(..) {
             writer.put(chunk);
@@ -225,11 +225,11 @@ impl Incoming {
 
     async fn finish(mut self) -> Result<Received> {
         let Some((writer, kind)) = self.writer.take() else {
-            return Err(ImagesError::EmptyFile);
+            return Err(Error::EmptyFile);
         };
         if !kind.is_complete(&self.head, &self.tail, self.total) {
             let _ = writer.abort().await;
-            return Err(ImagesError::Corrupt {
+            return Err(Error::Corrupt {
                 kind: kind.mime(),
                 reason: "the file ends early (truncated)".into(),
             });
@@ -270,7 +270,7 @@ async fn store(
     user: &AuthUser,
     received: Received,
 ) -> Result<(StatusCode, ImageRow)> {
-    if let Some(existing) = db::find_by_digest(&state.pool, user.id, &received.sha256).await? {
+    if let Some(existing) = db::find_by_digest(&state.db, user.id, &received.sha256).await? {
         state.metrics.deduplicated.inc();
         tracing::Span::current().record("image_id", existing.id.as_str());
         return Ok((StatusCode::OK, existing));
@@ -289,7 +289,7 @@ async fn store(
         bytes: i64::try_from(received.bytes).map_err(anyhow::Error::new)?,
         created_at: common::timestamp::Timestamp::now(),
     };
-    match db::insert(&state.pool, &row).await {
+    match db::insert(&state.db, &row).await {
         Ok(()) => {
             state.metrics.uploads.inc();
             state.metrics.upload_bytes.inc_by(received.bytes);
@@ -301,7 +301,7 @@ async fn store(
                 return Err(error.into());
             }
             // The same bytes finished uploading concurrently: answer with that image.
-            let existing = db::find_by_digest(&state.pool, user.id, &row.sha256)
+            let existing = db::find_by_digest(&state.db, user.id, &row.sha256)
                 .await?
                 .ok_or(error)?;
             state.metrics.deduplicated.inc();
@@ -327,8 +327,8 @@ async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensi
     .await
     .map_err(anyhow::Error::new)?;
     decoded.map_err(|error| match error {
-        DecodeError::TooManyPixels(reason) => ImagesError::TooManyPixels(reason),
-        DecodeError::Corrupt(reason) => ImagesError::Corrupt {
+        DecodeError::TooManyPixels(reason) => Error::TooManyPixels(reason),
+        DecodeError::Corrupt(reason) => Error::Corrupt {
             kind: kind.mime(),
             reason,
         },

@@ -179,7 +179,7 @@ impl TestApp {
             limits,
         };
         let keys = TestKeys::generate();
-        let application = Application::build(settings, Arc::new(keys.verifier()))
+        let application = Application::build_with_verifier(settings, Arc::new(keys.verifier()))
             .await
             .expect("build the service");
         let addr = application.local_addr().expect("bound address");

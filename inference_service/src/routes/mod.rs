@@ -7,15 +7,20 @@ use axum::{extract::DefaultBodyLimit, Router};
 use common::openapi::{BearerAuth, ProblemBody};
 use utoipa::OpenApi;
 
-use crate::{config::DecodeLimits, startup::AppState};
+use crate::state::AppState;
 
 /// Room for multipart boundaries and headers around a maximal image.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 /// Every application route, with state applied.
-pub fn router(state: AppState, limits: DecodeLimits) -> Router {
-    let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
-        .unwrap_or(usize::MAX);
+pub fn router(state: AppState) -> Router {
+    let body_limit = usize::try_from(
+        state
+            .limits
+            .max_upload_bytes
+            .saturating_add(MULTIPART_OVERHEAD),
+    )
+    .unwrap_or(usize::MAX);
     Router::new()
         .merge(predict::router())
         .merge(model::router())

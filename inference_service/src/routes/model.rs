@@ -5,7 +5,7 @@ use common::auth::AuthUser;
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::{error::Result, model::manifest::OutputSpec, startup::AppState};
+use crate::{error::Result, model::manifest::OutputSpec, state::AppState};
 use common::openapi::ProblemBody;
 
 #[derive(OpenApi)]

@@ -16,9 +16,9 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::{
-    error::{InferenceError, Result},
+    error::{Error, Result},
     predictor::{Label, ModelRef, Prediction},
-    startup::AppState,
+    state::AppState,
 };
 use common::openapi::ProblemBody;
 
@@ -135,7 +135,7 @@ async fn predict_upload(
         Some("multipart/form-data") => read_multipart(request, limit).await?,
         None | Some("application/octet-stream") => read_body(request.into_body(), limit).await?,
         Some(image) if image.starts_with("image/") => read_body(request.into_body(), limit).await?,
-        Some(_) => return Err(InferenceError::UnsupportedContentType),
+        Some(_) => return Err(Error::UnsupportedContentType),
     };
     let prediction = state.predictor.predict(bytes).await?;
     Ok(Json(PredictionBody::new(None, prediction)))
@@ -146,11 +146,10 @@ async fn read_body(body: Body, limit: u64) -> Result<Bytes> {
     let mut stream = body.into_data_stream();
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            InferenceError::BadMultipart(format!("The request body broke off: {e}"))
-        })?;
+        let chunk =
+            chunk.map_err(|e| Error::BadMultipart(format!("The request body broke off: {e}")))?;
         if (buffer.len() + chunk.len()) as u64 > limit {
-            return Err(InferenceError::TooLarge { limit });
+            return Err(Error::TooLarge { limit });
         }
         buffer.extend_from_slice(&chunk);
     }
@@ -162,14 +161,14 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Bytes> {
     let too_large = |e: &MultipartError| e.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|e| InferenceError::BadMultipart(format!("Malformed multipart body: {e}")))?;
+        .map_err(|e| Error::BadMultipart(format!("Malformed multipart body: {e}")))?;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
-            Ok(None) => return Err(InferenceError::MissingFile),
-            Err(e) if too_large(&e) => return Err(InferenceError::TooLarge { limit }),
+            Ok(None) => return Err(Error::MissingFile),
+            Err(e) if too_large(&e) => return Err(Error::TooLarge { limit }),
             Err(e) => {
-                return Err(InferenceError::BadMultipart(format!(
+                return Err(Error::BadMultipart(format!(
                     "Malformed multipart body: {e}"
                 )))
             }
@@ -183,14 +182,14 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Bytes> {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
                     if (buffer.len() + chunk.len()) as u64 > limit {
-                        return Err(InferenceError::TooLarge { limit });
+                        return Err(Error::TooLarge { limit });
                     }
                     buffer.extend_from_slice(&chunk);
                 }
                 Ok(None) => return Ok(buffer.freeze()),
-                Err(e) if too_large(&e) => return Err(InferenceError::TooLarge { limit }),
+                Err(e) if too_large(&e) => return Err(Error::TooLarge { limit }),
                 Err(e) => {
-                    return Err(InferenceError::BadMultipart(format!(
+                    return Err(Error::BadMultipart(format!(
                         "Malformed multipart body: {e}"
                     )))
                 }

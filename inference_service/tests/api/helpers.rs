@@ -178,9 +178,10 @@ impl Images {
                 ..images_service::config::UploadLimits::default()
             },
         };
-        let application = images_service::startup::Application::build(settings, verifier)
-            .await
-            .expect("build images_service");
+        let application =
+            images_service::startup::Application::build_with_verifier(settings, verifier)
+                .await
+                .expect("build images_service");
         let address = format!("http://{}", application.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async move {
@@ -219,7 +220,7 @@ impl TestApp {
         let images = Images::spawn(keys.verifier()).await;
         let mut settings = settings(images.address.clone());
         adjust(&mut settings);
-        let application = Application::build(settings, keys.verifier())
+        let application = Application::build_with_verifier(settings, keys.verifier())
             .await
             .expect("build inference_service");
         let address = format!("http://{}", application.local_addr().expect("addr"));

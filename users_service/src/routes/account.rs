@@ -14,7 +14,7 @@ use uuid::Uuid;
 use common::openapi::ProblemBody;
 
 use super::{CurrentUser, UserView};
-use crate::{error::Result, startup::AppState};
+use crate::{error::Result, state::AppState};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()

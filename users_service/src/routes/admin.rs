@@ -20,7 +20,7 @@ use super::CurrentAdmin;
 use crate::{
     db,
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
 };
 
 pub(super) fn router() -> Router<AppState> {

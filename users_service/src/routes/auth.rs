@@ -25,7 +25,7 @@ use crate::{
     domain::{Email, Password, Username},
     error::{Error, Result},
     rate_limit::client_ip,
-    startup::AppState,
+    state::AppState,
     tokens::{hash_refresh_token, new_refresh_token},
 };
 

@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
 };
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/.well-known/jwks.json", get(jwks))

@@ -11,21 +11,46 @@ use axum::{
     http::request::Parts,
     Router,
 };
-use common::auth::{AuthUser, Role};
+use common::{
+    auth::{AuthUser, Role},
+    openapi::{BearerAuth, ProblemBody},
+};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     db,
     error::{Error, Result},
-    startup::AppState,
+    state::AppState,
 };
 
-pub(crate) use account::Api as AccountApi;
-pub(crate) use admin::Api as AdminApi;
-pub(crate) use auth::Api as AuthApi;
-pub(crate) use jwks::Api as JwksApi;
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "users_service",
+        description = "Accounts, password login, EdDSA access tokens with rotating refresh tokens, and administration. \
+                       Errors are RFC 9457 `application/problem+json`.",
+    ),
+    components(schemas(ProblemBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Registration, login, sessions, profile"),
+        (name = "tokens", description = "Key set and token verification for other services and the gateway"),
+        (name = "admin", description = "Needs the admin role (and the gateway's IP allow-list)"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' annotations.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(auth::Api::openapi());
+    doc.merge(account::Api::openapi());
+    doc.merge(admin::Api::openapi());
+    doc.merge(jwks::Api::openapi());
+    serde_json::to_value(doc).unwrap_or_default()
+}
 
 /// Request bodies are small JSON documents; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -98,5 +123,33 @@ impl FromRequestParts<AppState> for CurrentAdmin {
             ));
         }
         Ok(Self(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openapi;
+
+    #[test]
+    fn the_document_lists_every_endpoint() {
+        let doc = openapi();
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in [
+            "/register",
+            "/login",
+            "/token/refresh",
+            "/logout",
+            "/me",
+            "/auth/verify",
+            "/.well-known/jwks.json",
+            "/admin/users",
+            "/admin/users/{id}",
+            "/admin/stats",
+        ] {
+            assert!(paths.contains_key(path), "missing {path}");
+        }
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
     }
 }

@@ -6,15 +6,15 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use common::{
     auth::{Claims, Role},
     config::{LogFormat, ServerSettings},
-    server::Application,
 };
 use reqwest::{header, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{AnyPool, Connection, Executor};
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::sync::oneshot;
 use users_service::{
     config::{Argon2Settings, Settings},
     keys::SigningKey,
+    Application,
 };
 use uuid::Uuid;
 
@@ -163,16 +163,14 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 
 /// Starts one instance on `database` (replicas of one test share it).
 pub async fn spawn_instance(database: Arc<TestDatabase>, settings: Settings) -> TestApp {
-    let app = users_service::build(&settings)
+    let key_file = settings.signing_key_file.clone();
+    let app = Application::build(settings)
         .await
         .expect("the application builds");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port");
-    let address = format!("http://{}", listener.local_addr().expect("local addr"));
+    let address = format!("http://{}", app.local_addr().expect("local addr"));
+    let (pool, argon2_permits) = (app.db(), app.argon2_permits());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = Application::from_listener(listener, app.router, settings.server.shutdown_grace);
-    tokio::spawn(server.run_until_stopped(async move {
+    tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder()
@@ -183,9 +181,9 @@ pub async fn spawn_instance(database: Arc<TestDatabase>, settings: Settings) -> 
     let test_app = TestApp {
         address,
         client,
-        pool: app.db,
-        argon2_permits: app.argon2_permits,
-        key_file: settings.signing_key_file.clone(),
+        pool,
+        argon2_permits,
+        key_file,
         database,
         _stop: stop,
     };
