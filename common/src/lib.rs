@@ -10,10 +10,13 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
+//! - `imaging` (feature `imaging`): which image files are accepted, checked and decoded under limits.
 
 pub mod auth;
 pub mod config;
 pub mod healthcheck;
+#[cfg(feature = "imaging")]
+pub mod imaging;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
