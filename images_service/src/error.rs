@@ -2,7 +2,7 @@
 //! never sent.
 
 use axum::response::{IntoResponse, Response};
-use common::Problem;
+use common::{imaging::Rejection, Problem};
 
 /// `Result` with [`ImagesError`] as the default error.
 pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
@@ -14,18 +14,9 @@ pub enum ImagesError {
         "The request has no `file` field: send the image as multipart/form-data field `file`."
     )]
     MissingFile,
-    #[error("The `file` field is empty: send the image's bytes.")]
-    EmptyFile,
-    #[error("The file is larger than the limit of {limit} bytes.")]
-    TooLarge { limit: u64 },
-    #[error(
-        "The file is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
-    )]
-    UnsupportedType,
-    #[error("The `file` field is not a valid {kind} image: {reason}")]
-    Corrupt { kind: &'static str, reason: String },
-    #[error("The image in `file` is too large to decode: {0}")]
-    TooManyPixels(String),
+    /// The `file` field is no acceptable image: the same answer inference_service gives.
+    #[error(transparent)]
+    Image(#[from] Rejection),
     #[error("{0}")]
     BadMultipart(String),
     #[error("{0}")]
@@ -41,11 +32,7 @@ impl ImagesError {
     pub fn rejection_reason(&self) -> Option<&'static str> {
         Some(match self {
             Self::MissingFile => "missing_file",
-            Self::EmptyFile => "empty",
-            Self::TooLarge { .. } => "too_large",
-            Self::UnsupportedType => "unsupported_type",
-            Self::Corrupt { .. } => "corrupt",
-            Self::TooManyPixels(_) => "too_many_pixels",
+            Self::Image(rejection) => rejection.reason(),
             _ => return None,
         })
     }
@@ -67,21 +54,8 @@ impl From<ImagesError> for Problem {
     fn from(error: ImagesError) -> Self {
         let detail = error.to_string();
         match error {
-            ImagesError::MissingFile | ImagesError::EmptyFile | ImagesError::Validation(_) => {
-                Problem::validation(detail)
-            }
-            ImagesError::Corrupt { .. } => Problem::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "corrupt-image",
-                detail,
-            ),
-            ImagesError::TooManyPixels(_) => Problem::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "too-many-pixels",
-                detail,
-            ),
-            ImagesError::TooLarge { .. } => Problem::too_large(detail),
-            ImagesError::UnsupportedType => Problem::unsupported_media(detail),
+            ImagesError::MissingFile | ImagesError::Validation(_) => Problem::validation(detail),
+            ImagesError::Image(rejection) => rejection.into(),
             ImagesError::BadMultipart(_) => Problem::bad_request(detail),
             ImagesError::NotFound => Problem::not_found(detail),
             ImagesError::Unexpected(cause) => {
@@ -108,17 +82,17 @@ mod tests {
     fn each_rejection_maps_to_its_status() {
         let cases = [
             (ImagesError::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (ImagesError::EmptyFile, StatusCode::UNPROCESSABLE_ENTITY),
+            (Rejection::Empty.into(), StatusCode::UNPROCESSABLE_ENTITY),
             (
-                ImagesError::TooLarge { limit: 1 },
+                Rejection::TooLarge { limit: 1 }.into(),
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
             (
-                ImagesError::UnsupportedType,
+                Rejection::UnsupportedType.into(),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ),
             (
-                ImagesError::TooManyPixels("x".into()),
+                Rejection::TooManyPixels("x".into()).into(),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (ImagesError::NotFound, StatusCode::NOT_FOUND),

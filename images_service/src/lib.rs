@@ -3,7 +3,7 @@
 //! - [`config`]: settings from the environment (database, blob store, upload limits).
 //! - [`startup`]: [`startup::Application`] — connect, migrate, sweep orphans, bind, serve.
 //! - [`routes`]: the HTTP endpoints and their OpenAPI document.
-//! - [`domain`]: image type sniffing, bounded decoding, list cursors, ETag matching.
+//! - [`domain`]: list cursors, ETag matching.
 //! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
 //! - [`storage`]: blobs in an object store, written to a temporary key and committed.
 //! - [`error`]: the service's error enum and its problem+json answers.

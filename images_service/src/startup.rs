@@ -6,6 +6,7 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
+    config::ImageLimits,
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
@@ -13,13 +14,7 @@ use common::{
 use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
-use crate::{
-    config::{Settings, UploadLimits},
-    db,
-    metrics::ImageMetrics,
-    routes,
-    storage::BlobStore,
-};
+use crate::{config::Settings, db, metrics::ImageMetrics, routes, storage::BlobStore};
 
 /// What every handler reaches through `State`.
 #[derive(Clone)]
@@ -28,7 +23,7 @@ pub struct AppState {
     pub store: BlobStore,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: ImageMetrics,
-    pub limits: UploadLimits,
+    pub limits: ImageLimits,
     /// Bounds the decodes running on the blocking pool at once.
     pub decoders: Arc<Semaphore>,
 }

@@ -4,15 +4,15 @@ mod images;
 mod upload;
 
 use axum::Router;
-use common::openapi::BearerAuth;
+use common::{config::ImageLimits, openapi::BearerAuth};
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::{config::UploadLimits, db::ImageRow, startup::AppState};
+use crate::{db::ImageRow, startup::AppState};
 
 /// Every application route, state applied.
-pub fn router(state: AppState, limits: UploadLimits) -> Router {
+pub fn router(state: AppState, limits: ImageLimits) -> Router {
     Router::new()
         .merge(upload::router(limits))
         .merge(images::router())
