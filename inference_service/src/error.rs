@@ -5,7 +5,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::Problem;
+use common::{imaging::Rejection, Problem};
 
 /// `Result` with [`InferenceError`] as the default error.
 pub type Result<T, E = InferenceError> = std::result::Result<T, E>;
@@ -15,23 +15,14 @@ pub type Result<T, E = InferenceError> = std::result::Result<T, E>;
 pub enum InferenceError {
     #[error("The request has no `file` field: send the image as multipart/form-data field `file`, or as the raw body.")]
     MissingFile,
-    #[error("The image is empty: send the image's bytes.")]
-    EmptyImage,
-    #[error("The image is larger than the limit of {limit} bytes.")]
-    TooLarge { limit: u64 },
+    /// The image is refused: the same answer images_service gives.
+    #[error(transparent)]
+    Image(#[from] Rejection),
     #[error(
         "Send the image as the raw body (Content-Type: image/* or application/octet-stream) \
          or as multipart/form-data field `file`."
     )]
     UnsupportedContentType,
-    #[error(
-        "The image is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
-    )]
-    UnsupportedType,
-    #[error("The image is not a valid {kind} image: {reason}")]
-    Corrupt { kind: &'static str, reason: String },
-    #[error("The image is too large to decode: {0}")]
-    TooManyPixels(String),
     #[error("{0}")]
     BadMultipart(String),
     #[error("There is no image with this id.")]
@@ -52,17 +43,9 @@ impl From<InferenceError> for Problem {
     fn from(error: InferenceError) -> Self {
         let detail = error.to_string();
         match error {
-            InferenceError::MissingFile | InferenceError::EmptyImage => Problem::validation(detail),
-            InferenceError::TooLarge { .. } => Problem::too_large(detail),
-            InferenceError::UnsupportedContentType | InferenceError::UnsupportedType => {
-                Problem::unsupported_media(detail)
-            }
-            InferenceError::Corrupt { .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt-image", detail)
-            }
-            InferenceError::TooManyPixels(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "too-many-pixels", detail)
-            }
+            InferenceError::MissingFile => Problem::validation(detail),
+            InferenceError::Image(rejection) => rejection.into(),
+            InferenceError::UnsupportedContentType => Problem::unsupported_media(detail),
             InferenceError::BadMultipart(_) => Problem::bad_request(detail),
             InferenceError::ImageNotFound => Problem::not_found(detail),
             InferenceError::ImagesUnauthorized => Problem::unauthorized(detail),
@@ -103,11 +86,11 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (
-                InferenceError::TooLarge { limit: 1 },
+                Rejection::TooLarge { limit: 1 }.into(),
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
             (
-                InferenceError::UnsupportedType,
+                Rejection::UnsupportedType.into(),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ),
             (
@@ -115,7 +98,7 @@ mod tests {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ),
             (
-                InferenceError::TooManyPixels("x".into()),
+                Rejection::TooManyPixels("x".into()).into(),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (InferenceError::ImageNotFound, StatusCode::NOT_FOUND),

@@ -6,13 +6,14 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use common::{
     auth::TokenVerifier,
+    config::ImageLimits,
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
 };
 
 use crate::{
-    config::{DecodeLimits, Settings},
+    config::Settings,
     images::ImagesClient,
     metrics::InferenceMetrics,
     model::{LoadedModel, Manifest},
@@ -26,7 +27,7 @@ pub struct AppState {
     pub predictor: Arc<Predictor>,
     pub images: ImagesClient,
     pub verifier: Arc<TokenVerifier>,
-    pub limits: DecodeLimits,
+    pub limits: ImageLimits,
 }
 
 impl FromRef<AppState> for Arc<TokenVerifier> {

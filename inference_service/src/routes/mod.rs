@@ -4,16 +4,19 @@ mod model;
 mod predict;
 
 use axum::{extract::DefaultBodyLimit, Router};
-use common::openapi::{BearerAuth, ProblemBody};
+use common::{
+    config::ImageLimits,
+    openapi::{BearerAuth, ProblemBody},
+};
 use utoipa::OpenApi;
 
-use crate::{config::DecodeLimits, startup::AppState};
+use crate::startup::AppState;
 
 /// Room for multipart boundaries and headers around a maximal image.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 /// Every application route, with state applied.
-pub fn router(state: AppState, limits: DecodeLimits) -> Router {
+pub fn router(state: AppState, limits: ImageLimits) -> Router {
     let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
         .unwrap_or(usize::MAX);
     Router::new()
