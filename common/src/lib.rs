@@ -14,12 +14,15 @@
 //! - `db` (feature `db`): connecting, migrating, readiness and named unique-constraint violations.
 //! - [`timestamp`]: the stored time unit (microseconds) and its RFC 3339 text.
 //! - [`pagination`]: page sizes, cursors and cutting a page out of the rows of a query.
+//! - `imaging` (feature `imaging`): which image files are accepted, checked and decoded under limits.
 
 pub mod auth;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod healthcheck;
+#[cfg(feature = "imaging")]
+pub mod imaging;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -1,14 +1,11 @@
 //! The service's settings, read from the environment and validated at start.
 
-use common::config::{database_url, var_or, ConfigError, DatabaseUrl, ServerSettings};
+use common::config::{database_url, var_or, ConfigError, DatabaseUrl, ImageLimits, ServerSettings};
 
 /// Where images_service listens unless `LISTEN_ADDR` says otherwise.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
 /// The instance name unless `INSTANCE_NAME` says otherwise.
 pub const DEFAULT_INSTANCE_NAME: &str = "images";
-
-/// Limits applied to every upload (`MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_DECODE_BYTES`).
-pub use common::config::ImageLimits as UploadLimits;
 
 /// Everything images_service is configured with.
 #[derive(Debug, Clone)]
@@ -19,13 +16,14 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// `BLOB_STORE_URL`: `file://DIR` or `s3://BUCKET[/PREFIX]`.
     pub blob_store_url: String,
-    pub limits: UploadLimits,
+    /// `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_DECODE_BYTES`: applied to every upload.
+    pub limits: ImageLimits,
 }
 
 impl Settings {
     /// Reads every variable, failing with a message that names the first bad one.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let limits = UploadLimits::from_env()?;
+        let limits = ImageLimits::from_env()?;
         let settings = Self {
             server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
             database_url: database_url("sqlite://data/images.db")?,
@@ -63,6 +61,6 @@ mod tests {
 
     #[test]
     fn the_default_upload_limit_is_twenty_mebibytes() {
-        assert_eq!(UploadLimits::default().max_upload_bytes, 20_971_520);
+        assert_eq!(ImageLimits::default().max_upload_bytes, 20_971_520);
     }
 }

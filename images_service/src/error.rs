@@ -2,7 +2,7 @@
 //! never sent.
 
 use axum::response::{IntoResponse, Response};
-use common::Problem;
+use common::{imaging::Rejection, Problem};
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -14,18 +14,9 @@ pub enum Error {
         "The request has no `file` field: send the image as multipart/form-data field `file`."
     )]
     MissingFile,
-    #[error("The `file` field is empty: send the image's bytes.")]
-    EmptyFile,
-    #[error("The file is larger than the limit of {limit} bytes.")]
-    TooLarge { limit: u64 },
-    #[error(
-        "The file is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
-    )]
-    UnsupportedType,
-    #[error("The `file` field is not a valid {kind} image: {reason}")]
-    Corrupt { kind: &'static str, reason: String },
-    #[error("The image in `file` is too large to decode: {0}")]
-    TooManyPixels(String),
+    /// The `file` field is no acceptable image: the same answer inference_service gives.
+    #[error(transparent)]
+    Image(#[from] Rejection),
     #[error("{0}")]
     BadMultipart(String),
     #[error("{0}")]
@@ -41,11 +32,7 @@ impl Error {
     pub fn rejection_reason(&self) -> Option<&'static str> {
         Some(match self {
             Self::MissingFile => "missing_file",
-            Self::EmptyFile => "empty",
-            Self::TooLarge { .. } => "too_large",
-            Self::UnsupportedType => "unsupported_type",
-            Self::Corrupt { .. } => "corrupt",
-            Self::TooManyPixels(_) => "too_many_pixels",
+            Self::Image(rejection) => rejection.reason(),
             _ => return None,
         })
     }
@@ -67,21 +54,8 @@ impl From<Error> for Problem {
     fn from(error: Error) -> Self {
         let detail = error.to_string();
         match error {
-            Error::MissingFile | Error::EmptyFile | Error::Validation(_) => {
-                Problem::validation(detail)
-            }
-            Error::Corrupt { .. } => Problem::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "corrupt-image",
-                detail,
-            ),
-            Error::TooManyPixels(_) => Problem::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "too-many-pixels",
-                detail,
-            ),
-            Error::TooLarge { .. } => Problem::too_large(detail),
-            Error::UnsupportedType => Problem::unsupported_media(detail),
+            Error::MissingFile | Error::Validation(_) => Problem::validation(detail),
+            Error::Image(rejection) => rejection.into(),
             Error::BadMultipart(_) => Problem::bad_request(detail),
             Error::NotFound => Problem::not_found(detail),
             Error::Unexpected(cause) => {
@@ -108,11 +82,17 @@ mod tests {
     fn each_rejection_maps_to_its_status() {
         let cases = [
             (Error::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (Error::EmptyFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (Error::TooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE),
-            (Error::UnsupportedType, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (Rejection::Empty.into(), StatusCode::UNPROCESSABLE_ENTITY),
             (
-                Error::TooManyPixels("x".into()),
+                Rejection::TooLarge { limit: 1 }.into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Rejection::UnsupportedType.into(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Rejection::TooManyPixels("x".into()).into(),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (Error::NotFound, StatusCode::NOT_FOUND),

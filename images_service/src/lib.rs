@@ -4,7 +4,7 @@
 //! - [`startup`]: [`startup::Application`] — connect, migrate, sweep orphans, bind, serve.
 //! - [`state`]: [`state::AppState`], what every handler can reach.
 //! - [`routes`]: the HTTP endpoints and their OpenAPI document.
-//! - [`domain`]: image type sniffing, bounded decoding, list cursors, ETag matching.
+//! - [`domain`]: list cursors, ETag matching.
 //! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
 //! - [`storage`]: blobs in an object store, written to a temporary key and committed.
 //! - [`error`]: the service's error enum and its problem+json answers.

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use common::auth::TokenVerifier;
+use common::{auth::TokenVerifier, config::ImageLimits};
 use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
-use crate::{config::UploadLimits, metrics::ImagesMetrics, storage::BlobStore};
+use crate::{metrics::ImagesMetrics, storage::BlobStore};
 
 /// What every handler can reach, cheap to clone: a pool, the blob store and `Arc`s. `FromRef`
 /// lets a handler or extractor ask for one part alone (the shared `AuthUser` extractor takes
@@ -18,7 +18,7 @@ pub struct AppState {
     pub store: BlobStore,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: ImagesMetrics,
-    pub limits: UploadLimits,
+    pub limits: ImageLimits,
     /// Bounds the decodes running on the blocking pool at once.
     pub decoders: Arc<Semaphore>,
 }

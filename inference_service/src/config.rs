@@ -2,15 +2,12 @@
 
 use std::path::PathBuf;
 
-use common::config::{var, var_or, ConfigError, ServerSettings};
+use common::config::{var, var_or, ConfigError, ImageLimits, ServerSettings};
 
 /// Where inference_service listens unless `LISTEN_ADDR` says otherwise.
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8301";
 /// The instance name unless `INSTANCE_NAME` says otherwise.
 pub const DEFAULT_INSTANCE_NAME: &str = "inference";
-
-/// Limits on images sent for prediction: the same variables and defaults as images_service.
-pub use common::config::ImageLimits as DecodeLimits;
 
 /// How many model runs happen at once and how many requests may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +43,9 @@ pub struct Settings {
     /// `PREDICT_THRESHOLD`: overrides the manifest's threshold.
     pub threshold: Option<f32>,
     pub pool: PoolSettings,
-    pub limits: DecodeLimits,
+    /// `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_DECODE_BYTES`: the same variables and
+    /// defaults as images_service.
+    pub limits: ImageLimits,
     /// `INFERENCE_CACHE_ENTRIES`: predictions remembered by (image SHA-256, model SHA-256); 0 turns
     /// the cache off.
     pub cache_entries: u64,
@@ -66,7 +65,7 @@ impl Settings {
                 threads: var_or("INFERENCE_THREADS", pool.threads)?,
                 queue: var_or("INFERENCE_QUEUE", pool.queue)?,
             },
-            limits: DecodeLimits::from_env()?,
+            limits: ImageLimits::from_env()?,
             cache_entries: var_or("INFERENCE_CACHE_ENTRIES", 10_000)?,
         };
         settings.validate()?;
@@ -109,7 +108,7 @@ mod tests {
             images_url: "http://127.0.0.1:8201".into(),
             threshold: None,
             pool: PoolSettings::default(),
-            limits: DecodeLimits::default(),
+            limits: ImageLimits::default(),
             cache_entries: 10,
         }
     }

@@ -5,7 +5,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::Problem;
+use common::{imaging::Rejection, Problem};
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -15,23 +15,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("The request has no `file` field: send the image as multipart/form-data field `file`, or as the raw body.")]
     MissingFile,
-    #[error("The image is empty: send the image's bytes.")]
-    EmptyImage,
-    #[error("The image is larger than the limit of {limit} bytes.")]
-    TooLarge { limit: u64 },
+    /// The image is refused: the same answer images_service gives.
+    #[error(transparent)]
+    Image(#[from] Rejection),
     #[error(
         "Send the image as the raw body (Content-Type: image/* or application/octet-stream) \
          or as multipart/form-data field `file`."
     )]
     UnsupportedContentType,
-    #[error(
-        "The image is not a JPEG, PNG, WebP or GIF image (judged by its content, not its name)."
-    )]
-    UnsupportedType,
-    #[error("The image is not a valid {kind} image: {reason}")]
-    Corrupt { kind: &'static str, reason: String },
-    #[error("The image is too large to decode: {0}")]
-    TooManyPixels(String),
     #[error("{0}")]
     BadMultipart(String),
     #[error("There is no image with this id.")]
@@ -52,17 +43,9 @@ impl From<Error> for Problem {
     fn from(error: Error) -> Self {
         let detail = error.to_string();
         match error {
-            Error::MissingFile | Error::EmptyImage => Problem::validation(detail),
-            Error::TooLarge { .. } => Problem::too_large(detail),
-            Error::UnsupportedContentType | Error::UnsupportedType => {
-                Problem::unsupported_media(detail)
-            }
-            Error::Corrupt { .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt-image", detail)
-            }
-            Error::TooManyPixels(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "too-many-pixels", detail)
-            }
+            Error::MissingFile => Problem::validation(detail),
+            Error::Image(rejection) => rejection.into(),
+            Error::UnsupportedContentType => Problem::unsupported_media(detail),
             Error::BadMultipart(_) => Problem::bad_request(detail),
             Error::ImageNotFound => Problem::not_found(detail),
             Error::ImagesUnauthorized => Problem::unauthorized(detail),
@@ -99,14 +82,20 @@ mod tests {
     fn each_rejection_maps_to_its_status() {
         let cases = [
             (Error::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (Error::TooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE),
-            (Error::UnsupportedType, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (
+                Rejection::TooLarge { limit: 1 }.into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Rejection::UnsupportedType.into(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             (
                 Error::UnsupportedContentType,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ),
             (
-                Error::TooManyPixels("x".into()),
+                Rejection::TooManyPixels("x".into()).into(),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (Error::ImageNotFound, StatusCode::NOT_FOUND),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use bytes::{Bytes, BytesMut};
+use common::imaging::Rejection;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -64,9 +65,10 @@ impl ImagesClient {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         if declared.is_some_and(|len: u64| len > self.max_bytes) {
-            return Err(Error::TooLarge {
+            return Err(Rejection::TooLarge {
                 limit: self.max_bytes,
-            });
+            }
+            .into());
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| {
@@ -74,9 +76,10 @@ impl ImagesClient {
             Error::ImagesUnavailable
         })? {
             if (body.len() + chunk.len()) as u64 > self.max_bytes {
-                return Err(Error::TooLarge {
+                return Err(Rejection::TooLarge {
                     limit: self.max_bytes,
-                });
+                }
+                .into());
             }
             body.extend_from_slice(&chunk);
         }

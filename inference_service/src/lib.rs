@@ -7,13 +7,11 @@
 //! - [`routes`]: `GET /predict/{image_id}`, `POST /predict`, `GET /model` and the OpenAPI document.
 //! - [`predictor`]: bytes → cached or computed score → label.
 //! - [`model`]: the manifest, PIL-exact preprocessing, the tract runner and the bounded pool.
-//! - [`decode`]: sniffing and decoding untrusted image bytes under limits.
 //! - [`images`]: fetching a stored image from images_service with the caller's token.
 //! - [`error`]: the service's error enum and its problem+json answers.
 //! - [`metrics`]: inference time, predictions by label, queue depth, model and cache metrics.
 
 pub mod config;
-pub mod decode;
 pub mod error;
 pub mod images;
 pub mod metrics;

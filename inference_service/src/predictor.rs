@@ -1,17 +1,21 @@
-//! From image bytes to a labelled score: cache by (image SHA-256, model SHA-256), otherwise decode,
-//! preprocess and run the model in the bounded pool.
+//! From image bytes to a labelled score: screen the bytes (`common::imaging`, the same checks as
+//! images_service), cache by (image SHA-256, model SHA-256), otherwise decode, preprocess and run
+//! the model in the bounded pool.
 
-use std::{sync::Arc, time::Instant};
+use std::{io::Cursor, sync::Arc, time::Instant};
 
 use bytes::Bytes;
+use common::{
+    config::ImageLimits,
+    imaging::{self, ImageType},
+};
 use moka::sync::Cache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::{
-    config::{DecodeLimits, Settings},
-    decode::decode_rgb,
+    config::Settings,
     error::{Error, Result},
     metrics::InferenceMetrics,
     model::{InferencePool, LoadedModel, PoolError},
@@ -78,7 +82,7 @@ pub struct Predictor {
     pool: InferencePool,
     cache: Cache<CacheKey, f32>,
     metrics: InferenceMetrics,
-    limits: DecodeLimits,
+    limits: ImageLimits,
     threshold: Option<f32>,
 }
 
@@ -146,11 +150,8 @@ impl Predictor {
     pub async fn predict(&self, bytes: Bytes) -> Result<Prediction> {
         let started = Instant::now();
         let model = self.model()?;
-        if bytes.len() as u64 > self.limits.max_upload_bytes {
-            return Err(Error::TooLarge {
-                limit: self.limits.max_upload_bytes,
-            });
-        }
+        // Refused files (too large, not an image, truncated) are neither hashed nor cached.
+        let kind = imaging::screen(&bytes, &self.limits)?;
         let hashed = bytes.clone();
         let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&hashed).into())
             .await
@@ -163,7 +164,7 @@ impl Predictor {
             }
             None => {
                 self.metrics.cache_misses.inc();
-                let score = self.run(model.clone(), bytes).await?;
+                let score = self.run(model.clone(), bytes, kind).await?;
                 self.cache.insert(key, score);
                 score
             }
@@ -189,11 +190,12 @@ impl Predictor {
     }
 
     /// Decode, preprocess and forward pass, on a worker of the pool.
-    async fn run(&self, model: Arc<LoadedModel>, bytes: Bytes) -> Result<f32> {
+    async fn run(&self, model: Arc<LoadedModel>, bytes: Bytes, kind: ImageType) -> Result<f32> {
         let limits = self.limits;
         let seconds = self.metrics.seconds.clone();
         let job = move || -> Result<f32> {
-            let image = decode_rgb(&bytes, &limits)?;
+            // RGB as PIL's `convert("RGB")`, which the model was trained on.
+            let image = imaging::decode(Cursor::new(&bytes), kind, &limits)?.into_rgb8();
             drop(bytes);
             let input = model.preprocessor().tensor_data(&image);
             drop(image);
@@ -228,7 +230,7 @@ mod tests {
             images_url: "http://127.0.0.1:8201".into(),
             threshold: None,
             pool: crate::config::PoolSettings::default(),
-            limits: DecodeLimits::default(),
+            limits: ImageLimits::default(),
             cache_entries: 1,
         };
         let metrics =

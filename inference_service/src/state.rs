@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use common::auth::TokenVerifier;
+use common::{auth::TokenVerifier, config::ImageLimits};
 
-use crate::{config::DecodeLimits, images::ImagesClient, predictor::Predictor};
+use crate::{images::ImagesClient, predictor::Predictor};
 
 /// What every handler can reach, cheap to clone: `Arc`s and a client. `FromRef` lets a handler
 /// or extractor ask for one part alone (the shared `AuthUser` extractor takes the verifier).
@@ -14,5 +14,5 @@ pub struct AppState {
     pub predictor: Arc<Predictor>,
     pub images: ImagesClient,
     pub verifier: Arc<TokenVerifier>,
-    pub limits: DecodeLimits,
+    pub limits: ImageLimits,
 }

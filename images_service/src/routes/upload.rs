@@ -1,6 +1,7 @@
-//! `POST /upload`: stream the `file` field into the blob store while hashing and counting it,
-//! recognise its type from its first bytes, decode it fully under limits, commit the blob, then
-//! write the row. The body is never held whole in memory and reading stops at the size limit.
+//! `POST /upload`: stream the `file` field into the blob store while hashing and screening it
+//! (size, type from the first bytes, completeness from the last), decode it fully under limits,
+//! commit the blob, then write the row. The body is never held whole in memory and reading stops
+//! at the size limit. The checks are `common::imaging`'s, the same as inference_service's.
 
 use std::io::BufReader;
 
@@ -14,7 +15,12 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
-use common::{auth::AuthUser, problem::AppJson};
+use common::{
+    auth::AuthUser,
+    config::ImageLimits,
+    imaging::{self, ImageType, Rejection, Screening},
+    problem::AppJson,
+};
 use object_store::{path::Path, WriteMultipart};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -22,9 +28,7 @@ use uuid::Uuid;
 
 use super::ImageMeta;
 use crate::{
-    config::UploadLimits,
     db::{self, ImageRow},
-    domain::{self, image_type::SNIFF_LEN, DecodeError, ImageType},
     error::{Error, Result},
     state::AppState,
     storage::BlobStore,
@@ -32,12 +36,10 @@ use crate::{
 
 /// Room for multipart boundaries, part headers and small extra fields beyond the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-/// Bytes kept from the end of the file to check its end marker.
-const TAIL_LEN: usize = 64;
 /// Parts of one upload being written to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
-pub(super) fn router(limits: UploadLimits) -> Router<AppState> {
+pub(super) fn router(limits: ImageLimits) -> Router<AppState> {
     let body_limit = usize::try_from(limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
         .unwrap_or(usize::MAX);
     Router::new().route(
@@ -109,7 +111,7 @@ async fn receive_and_store(
             return Err(Error::MissingFile);
         };
         if field.name() == Some("file") {
-            break receive(state, field, limit).await?;
+            break receive(state, field).await?;
         }
     };
     // Nothing after the file is read: the answer does not depend on it.
@@ -124,7 +126,7 @@ async fn receive_and_store(
 
 fn multipart_error(error: &MultipartError, limit: u64) -> Error {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::TooLarge { limit }
+        Rejection::TooLarge { limit }.into()
     } else {
         Error::BadMultipart(format!(
             "The multipart body could not be read: {}",
@@ -146,23 +148,19 @@ struct Incoming {
     key: Path,
     limit: u64,
     hasher: Sha256,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    total: u64,
+    screening: Screening,
     /// Chunks that arrived before the type was known.
     pending: Vec<Bytes>,
-    writer: Option<(WriteMultipart, ImageType)>,
+    writer: Option<WriteMultipart>,
 }
 
 impl Incoming {
-    fn new(limit: u64) -> Self {
+    fn new(limits: &ImageLimits) -> Self {
         Self {
             key: BlobStore::temporary_key(),
-            limit,
+            limit: limits.max_upload_bytes,
             hasher: Sha256::new(),
-            head: Vec::with_capacity(SNIFF_LEN),
-            tail: Vec::with_capacity(TAIL_LEN * 2),
-            total: 0,
+            screening: Screening::new(limits),
             pending: Vec::new(),
             writer: None,
         }
@@ -174,77 +172,60 @@ impl Incoming {
             .await
             .map_err(|e| multipart_error(&e, self.limit))?
         {
-            self.total += chunk.len() as u64;
-            if self.total > self.limit {
-                return Err(Error::TooLarge { limit: self.limit });
-            }
+            self.screening.push(&chunk)?;
             self.hasher.update(&chunk);
-            self.remember_edges(&chunk);
             match &mut self.writer {
-                Some((writer, _)) => {
+                Some(writer) => {
                     writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
                     writer.put(chunk);
                 }
                 None => {
                     self.pending.push(chunk);
-                    if self.head.len() >= SNIFF_LEN {
+                    // Nothing is written before the first bytes show an accepted type.
+                    if self.screening.kind()?.is_some() {
                         self.start(state).await?;
                     }
                 }
             }
         }
-        if self.total == 0 {
-            return Err(Error::EmptyFile);
-        }
-        if self.writer.is_none() {
-            self.start(state).await?;
-        }
         Ok(())
     }
 
-    fn remember_edges(&mut self, chunk: &[u8]) {
-        let wanted = SNIFF_LEN.saturating_sub(self.head.len()).min(chunk.len());
-        self.head.extend_from_slice(&chunk[..wanted]);
-        self.tail
-            .extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL_LEN)..]);
-        if self.tail.len() > TAIL_LEN {
-            self.tail.drain(..self.tail.len() - TAIL_LEN);
-        }
-    }
-
-    /// Decides the type from the first bytes and opens the temporary blob.
+    /// Opens the temporary blob with what arrived so far.
     async fn start(&mut self, state: &AppState) -> Result<()> {
-        let kind = ImageType::sniff(&self.head).ok_or(Error::UnsupportedType)?;
         let mut writer = state.store.begin(&self.key).await?;
         for chunk in self.pending.drain(..) {
             writer.put(chunk);
         }
-        self.writer = Some((writer, kind));
+        self.writer = Some(writer);
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<Received> {
-        let Some((writer, kind)) = self.writer.take() else {
-            return Err(Error::EmptyFile);
+    async fn finish(mut self, state: &AppState) -> Result<Received> {
+        let kind = match self.screening.finish() {
+            Ok(kind) => kind,
+            Err(rejection) => {
+                self.abort().await;
+                return Err(rejection.into());
+            }
         };
-        if !kind.is_complete(&self.head, &self.tail, self.total) {
-            let _ = writer.abort().await;
-            return Err(Error::Corrupt {
-                kind: kind.mime(),
-                reason: "the file ends early (truncated)".into(),
-            });
+        if self.writer.is_none() {
+            // A file shorter than the bytes needed to sniff it.
+            self.start(state).await?;
         }
-        writer.finish().await?;
+        if let Some(writer) = self.writer.take() {
+            writer.finish().await?;
+        }
         Ok(Received {
             key: self.key,
             kind,
             sha256: hex::encode(self.hasher.finalize()),
-            bytes: self.total,
+            bytes: self.screening.len(),
         })
     }
 
     async fn abort(mut self) {
-        if let Some((writer, _)) = self.writer.take() {
+        if let Some(writer) = self.writer.take() {
             if let Err(e) = writer.abort().await {
                 tracing::warn!(error = %e, "cannot abort a partial upload; the start-up sweep will remove it");
             }
@@ -253,10 +234,10 @@ impl Incoming {
 }
 
 #[tracing::instrument(skip_all)]
-async fn receive(state: &AppState, mut field: Field<'_>, limit: u64) -> Result<Received> {
-    let mut incoming = Incoming::new(limit);
+async fn receive(state: &AppState, mut field: Field<'_>) -> Result<Received> {
+    let mut incoming = Incoming::new(&state.limits);
     match incoming.consume(state, &mut field).await {
-        Ok(()) => incoming.finish().await,
+        Ok(()) => incoming.finish(state).await,
         Err(error) => {
             incoming.abort().await;
             Err(error)
@@ -275,7 +256,7 @@ async fn store(
         tracing::Span::current().record("image_id", existing.id.as_str());
         return Ok((StatusCode::OK, existing));
     }
-    let dimensions = decode(state, &received).await?;
+    let (width, height) = decode(state, &received).await?;
     let id = Uuid::now_v7();
     tracing::Span::current().record("image_id", id.to_string());
     state.store.commit(&received.key, id).await?;
@@ -284,8 +265,8 @@ async fn store(
         owner_id: user.id.to_string(),
         sha256: received.sha256,
         content_type: received.kind.mime().to_owned(),
-        width: i64::from(dimensions.width),
-        height: i64::from(dimensions.height),
+        width: i64::from(width),
+        height: i64::from(height),
         bytes: i64::try_from(received.bytes).map_err(anyhow::Error::new)?,
         created_at: common::timestamp::Timestamp::now(),
     };
@@ -311,7 +292,7 @@ async fn store(
 }
 
 /// Decodes the temporary blob on the blocking pool, at most a bounded number at once.
-async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensions> {
+async fn decode(state: &AppState, received: &Received) -> Result<(u32, u32)> {
     let file = state.store.open_file(&received.key).await?;
     let permit = state
         .decoders
@@ -322,15 +303,12 @@ async fn decode(state: &AppState, received: &Received) -> Result<domain::Dimensi
     let (kind, limits, span) = (received.kind, state.limits, tracing::Span::current());
     let decoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        span.in_scope(|| domain::inspect(BufReader::new(file), kind, &limits))
+        span.in_scope(|| {
+            imaging::decode(BufReader::new(file), kind, &limits)
+                .map(|image| (image.width(), image.height()))
+        })
     })
     .await
     .map_err(anyhow::Error::new)?;
-    decoded.map_err(|error| match error {
-        DecodeError::TooManyPixels(reason) => Error::TooManyPixels(reason),
-        DecodeError::Corrupt(reason) => Error::Corrupt {
-            kind: kind.mime(),
-            reason,
-        },
-    })
+    Ok(decoded?)
 }

@@ -12,13 +12,10 @@ use std::{
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::{
     auth::{key_id, Claims, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER},
-    config::{LogFormat, ServerSettings},
+    config::{ImageLimits, LogFormat, ServerSettings},
 };
 use image::{ImageFormat, RgbImage, RgbaImage};
-use images_service::{
-    config::{Settings, UploadLimits},
-    startup::Application,
-};
+use images_service::{config::Settings, startup::Application};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{multipart, Response, StatusCode};
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -153,15 +150,15 @@ impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(
             backend,
-            UploadLimits {
+            ImageLimits {
                 max_upload_bytes: TEST_MAX_UPLOAD,
-                ..UploadLimits::default()
+                ..ImageLimits::default()
             },
         )
         .await
     }
 
-    pub async fn spawn_with(backend: Backend, limits: UploadLimits) -> Self {
+    pub async fn spawn_with(backend: Backend, limits: ImageLimits) -> Self {
         common::telemetry::init(LogFormat::Pretty);
         let dir = tempfile::tempdir().expect("tempdir");
         let store_dir = dir.path().join("store").join("blobs");

@@ -30,4 +30,5 @@ mod crash;
 mod helpers;
 mod images;
 mod ops;
+mod refused;
 mod upload;

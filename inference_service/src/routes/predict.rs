@@ -9,7 +9,7 @@ use axum::{
     Json, Router,
 };
 use bytes::{Bytes, BytesMut};
-use common::{auth::AuthUser, problem::AppPath};
+use common::{auth::AuthUser, imaging::Rejection, problem::AppPath};
 use futures::StreamExt;
 use serde::Serialize;
 use utoipa::OpenApi;
@@ -149,7 +149,7 @@ async fn read_body(body: Body, limit: u64) -> Result<Bytes> {
         let chunk =
             chunk.map_err(|e| Error::BadMultipart(format!("The request body broke off: {e}")))?;
         if (buffer.len() + chunk.len()) as u64 > limit {
-            return Err(Error::TooLarge { limit });
+            return Err(Rejection::TooLarge { limit }.into());
         }
         buffer.extend_from_slice(&chunk);
     }
@@ -166,7 +166,7 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Bytes> {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => return Err(Error::MissingFile),
-            Err(e) if too_large(&e) => return Err(Error::TooLarge { limit }),
+            Err(e) if too_large(&e) => return Err(Rejection::TooLarge { limit }.into()),
             Err(e) => {
                 return Err(Error::BadMultipart(format!(
                     "Malformed multipart body: {e}"
@@ -182,12 +182,12 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Bytes> {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
                     if (buffer.len() + chunk.len()) as u64 > limit {
-                        return Err(Error::TooLarge { limit });
+                        return Err(Rejection::TooLarge { limit }.into());
                     }
                     buffer.extend_from_slice(&chunk);
                 }
                 Ok(None) => return Ok(buffer.freeze()),
-                Err(e) if too_large(&e) => return Err(Error::TooLarge { limit }),
+                Err(e) if too_large(&e) => return Err(Rejection::TooLarge { limit }.into()),
                 Err(e) => {
                     return Err(Error::BadMultipart(format!(
                         "Malformed multipart body: {e}"

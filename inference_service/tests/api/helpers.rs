@@ -5,11 +5,11 @@ use std::{io::Cursor, path::PathBuf, sync::Arc, time::Duration};
 
 use common::{
     auth::{key_id, Claims, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER},
-    config::{LogFormat, ServerSettings},
+    config::{ImageLimits, LogFormat, ServerSettings},
 };
 use image::{ImageFormat, RgbImage};
 use inference_service::{
-    config::{DecodeLimits, PoolSettings, Settings},
+    config::{PoolSettings, Settings},
     predictor::Predictor,
     startup::Application,
 };
@@ -138,9 +138,9 @@ pub fn settings(images_url: String) -> Settings {
             threads: 1,
             queue: 4,
         },
-        limits: DecodeLimits {
+        limits: ImageLimits {
             max_upload_bytes: TEST_MAX_UPLOAD,
-            ..DecodeLimits::default()
+            ..ImageLimits::default()
         },
         cache_entries: 100,
     }
@@ -173,9 +173,9 @@ impl Images {
             server: server_settings("images-test"),
             database_url: format!("sqlite://{}/images.db", dir.path().display()).into(),
             blob_store_url: format!("file://{}/blobs", dir.path().display()),
-            limits: images_service::config::UploadLimits {
+            limits: ImageLimits {
                 max_upload_bytes: TEST_MAX_UPLOAD,
-                ..images_service::config::UploadLimits::default()
+                ..ImageLimits::default()
             },
         };
         let application =

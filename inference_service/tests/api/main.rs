@@ -5,4 +5,5 @@ mod model;
 mod ops;
 mod overload;
 mod predict;
+mod refused;
 mod rejections;

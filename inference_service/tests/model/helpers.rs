@@ -2,12 +2,9 @@
 
 use std::path::PathBuf;
 
+use common::{config::ImageLimits, imaging::decode_rgb};
 use image::RgbImage;
-use inference_service::{
-    config::DecodeLimits,
-    decode::decode_rgb,
-    model::{LoadedModel, Manifest},
-};
+use inference_service::model::{LoadedModel, Manifest};
 use serde::Deserialize;
 
 /// `inference_service/tests/fixtures`.
@@ -40,7 +37,7 @@ pub fn photos() -> Vec<PathBuf> {
 /// A photograph decoded as the service decodes uploads.
 pub fn decode_photo(path: &std::path::Path) -> RgbImage {
     let bytes = std::fs::read(path).expect("read photo");
-    decode_rgb(&bytes, &DecodeLimits::default()).expect("decode photo")
+    decode_rgb(&bytes, &ImageLimits::default()).expect("decode photo")
 }
 
 /// Loads a model folder.

@@ -33,6 +33,16 @@ impl ImageType {
         }
     }
 
+    /// The name people know the type by, as in "not a valid PNG image".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "JPEG",
+            Self::Png => "PNG",
+            Self::WebP => "WebP",
+            Self::Gif => "GIF",
+        }
+    }
+
     /// The media type sent as `Content-Type`.
     pub fn mime(self) -> &'static str {
         match self {
@@ -88,7 +98,7 @@ fn trim_trailing_zeros(bytes: &[u8]) -> &[u8] {
 
 impl std::fmt::Display for ImageType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.mime())
+        f.write_str(self.name())
     }
 }
 
