@@ -27,6 +27,7 @@ COPY common common
 COPY users_service users_service
 COPY images_service images_service
 COPY inference_service inference_service
+COPY testkit testkit
 COPY xtask xtask
 RUN cargo chef prepare --recipe-path recipe.json
 
@@ -40,6 +41,7 @@ COPY common common
 COPY users_service users_service
 COPY images_service images_service
 COPY inference_service inference_service
+COPY testkit testkit
 COPY xtask xtask
 RUN cargo build --release --locked --bins \
         --package users_service --package images_service --package inference_service \
