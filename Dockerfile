@@ -24,11 +24,23 @@ FROM ${RUST_IMAGE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
-# The builder sees the services' sources only: an edit to docs, monitoring, deploy or the tests
-# rebuilds nothing. The workspace's tool crates are present as manifests with an empty target, so
-# that the workspace and its lock file stay exactly as committed (--locked).
-FROM chef AS sources
+# The recipe lists the workspace's manifests and lock file only: it changes when dependencies
+# change. (This stage reads the whole context, but it is cheap and only its recipe goes on.)
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+# The three release binaries, and the CA roots for outgoing TLS (S3, PostgreSQL with TLS).
+# `cook` builds the dependencies and leaves the workspace's skeleton (every member's targets as
+# empty files). Over it come the manifests and the services' sources alone: an edit to docs,
+# monitoring, deploy files, tests or the tool crates rebuilds nothing.
+FROM chef AS compiled
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json \
+        --package users_service --package images_service --package inference_service
 COPY Cargo.toml Cargo.lock ./
+COPY xtask/Cargo.toml xtask/Cargo.toml
+COPY testkit/Cargo.toml testkit/Cargo.toml
 COPY common/Cargo.toml common/Cargo.toml
 COPY common/src common/src
 COPY users_service/Cargo.toml users_service/Cargo.toml
@@ -39,20 +51,6 @@ COPY images_service/src images_service/src
 COPY images_service/migrations images_service/migrations
 COPY inference_service/Cargo.toml inference_service/Cargo.toml
 COPY inference_service/src inference_service/src
-COPY xtask/Cargo.toml xtask/Cargo.toml
-# hadolint ignore=SC2043
-RUN for crate in xtask; do mkdir -p "$crate/src" && echo 'fn main() {}' > "$crate/src/main.rs"; done
-
-# The recipe lists the manifests and lock file only: it changes when dependencies change.
-FROM sources AS planner
-RUN cargo chef prepare --recipe-path recipe.json
-
-# The three release binaries, and the CA roots for outgoing TLS (S3, PostgreSQL with TLS).
-FROM chef AS compiled
-COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json \
-        --package users_service --package images_service --package inference_service
-COPY --from=sources /src .
 RUN cargo build --release --locked --bins \
         --package users_service --package images_service --package inference_service \
     && mkdir -p /out/bin \

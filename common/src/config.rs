@@ -305,9 +305,28 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_value_names_its_variable() {
-        let err = ConfigError::new("MAX_IN_FLIGHT", "cannot parse \"x\"");
-        assert!(err.to_string().contains("MAX_IN_FLIGHT"));
+    fn a_bad_value_names_its_variable_and_the_value() {
+        // A variable no other test reads, so setting it disturbs none of them.
+        const NAME: &str = "COMMON_CONFIG_TEST_UNPARSABLE";
+        std::env::set_var(NAME, "many");
+        let err = var_or::<usize>(NAME, 1).expect_err("`many` is not a number");
+        std::env::remove_var(NAME);
+        assert_eq!(err.name, NAME);
+        let message = err.to_string();
+        assert!(
+            message.contains(NAME) && message.contains("\"many\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unset_or_blank_variable_falls_back_to_the_default() {
+        const NAME: &str = "COMMON_CONFIG_TEST_BLANK";
+        assert_eq!(var_or::<usize>(NAME, 7).expect("unset"), 7);
+        std::env::set_var(NAME, "  ");
+        let blank = var_or::<usize>(NAME, 7);
+        std::env::remove_var(NAME);
+        assert_eq!(blank.expect("blank"), 7);
     }
 
     /// A password file under the temporary directory, removed on drop.

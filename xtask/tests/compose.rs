@@ -1092,11 +1092,12 @@ fn each_image_runs_its_binary_unprivileged_with_the_healthcheck_subcommand() {
 
 #[test]
 fn the_rust_builder_copies_only_manifests_sources_and_migrations() {
-    // So that an edit to docs, monitoring, deploy files or tests rebuilds nothing.
-    let sources = dockerfile_stage("sources");
-    let copied: Vec<&str> = sources
+    // So that an edit to docs, monitoring, deploy files, tests or tools rebuilds nothing.
+    let compiled = dockerfile_stage("compiled");
+    let copied: Vec<&str> = compiled
         .lines()
         .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from="))
         .flat_map(|l| {
             let parts: Vec<&str> = l.split_whitespace().collect();
             parts[..parts.len() - 1].to_vec()
@@ -1109,7 +1110,8 @@ fn the_rust_builder_copies_only_manifests_sources_and_migrations() {
             || source.ends_with("/migrations");
         assert!(allowed, "the builder copies {source}");
     }
-    // Every workspace member is there, as sources or as a manifest with an empty target.
+    // cargo-chef's skeleton has every member's targets; the real manifests keep the lock file's
+    // versions, which `--locked` holds the build to.
     let workspace = read("Cargo.toml");
     let members = workspace
         .lines()
@@ -1119,16 +1121,6 @@ fn the_rust_builder_copies_only_manifests_sources_and_migrations() {
         assert!(
             copied.contains(&format!("{member}/Cargo.toml").as_str()),
             "the builder lacks the manifest of workspace member {member}"
-        );
-        let has_sources = copied.contains(&format!("{member}/src").as_str());
-        let stubbed = sources.lines().any(|l| {
-            l.starts_with("RUN for crate in")
-                && l.split_whitespace()
-                    .any(|w| w.trim_end_matches(';') == member)
-        });
-        assert!(
-            has_sources || stubbed,
-            "workspace member {member} has neither sources nor a stub in the builder"
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::{io::Cursor, path::PathBuf, sync::Arc, time::Duration};
 
 use common::{
-    auth::{key_id, Claims, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER},
+    auth::TokenVerifier,
     config::{ImageLimits, LogFormat, ServerSettings},
 };
 use image::{ImageFormat, RgbImage};
@@ -13,9 +13,7 @@ use inference_service::{
     predictor::Predictor,
     startup::Application,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{multipart, Response, StatusCode};
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -62,58 +60,7 @@ pub fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
-/// An Ed25519 key standing in for users_service's signing key.
-pub struct TestKeys {
-    pkcs8: Vec<u8>,
-    public: Vec<u8>,
-}
-
-impl TestKeys {
-    pub fn generate() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .expect("key")
-            .as_ref()
-            .to_vec();
-        let public = Ed25519KeyPair::from_pkcs8(&pkcs8)
-            .expect("key pair")
-            .public_key()
-            .as_ref()
-            .to_vec();
-        Self { pkcs8, public }
-    }
-
-    pub fn verifier(&self) -> Arc<TokenVerifier> {
-        Arc::new(TokenVerifier::from_public_keys(
-            std::slice::from_ref(&self.public),
-            DEFAULT_ISSUER,
-            DEFAULT_AUDIENCE,
-        ))
-    }
-
-    /// A fresh user's access token, valid for ten minutes.
-    pub fn new_user_token(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
-        let user = Uuid::new_v4();
-        let claims = Claims {
-            sub: user,
-            name: format!("user-{}", &user.simple().to_string()[..8]),
-            role: Role::User,
-            iat: now,
-            exp: now + 600,
-            iss: DEFAULT_ISSUER.to_owned(),
-            aud: DEFAULT_AUDIENCE.to_owned(),
-            jti: Uuid::new_v4(),
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key_id(&self.public));
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.pkcs8))
-            .expect("sign")
-    }
-}
+pub use testkit::TestKeys;
 
 fn server_settings(name: &str) -> ServerSettings {
     ServerSettings {
@@ -146,19 +93,6 @@ pub fn settings(images_url: String) -> Settings {
     }
 }
 
-/// Polls `/readyz` until it answers 200 (bounded).
-pub async fn wait_until_ready(client: &reqwest::Client, address: &str) {
-    for _ in 0..500 {
-        if let Ok(response) = client.get(format!("{address}/readyz")).send().await {
-            if response.status() == StatusCode::OK {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{address} did not become ready within 5 s");
-}
-
 /// A running images_service with a SQLite database and blob folder in a temporary directory.
 pub struct Images {
     pub address: String,
@@ -187,7 +121,7 @@ impl Images {
         tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        wait_until_ready(&reqwest::Client::new(), &address).await;
+        testkit::wait_until_ready(&format!("{address}/readyz")).await;
         Self {
             address,
             _dir: dir,
@@ -217,10 +151,10 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         common::telemetry::init(LogFormat::Pretty);
         let keys = TestKeys::generate();
-        let images = Images::spawn(keys.verifier()).await;
+        let images = Images::spawn(Arc::new(keys.verifier())).await;
         let mut settings = settings(images.address.clone());
         adjust(&mut settings);
-        let application = Application::build_with_verifier(settings, keys.verifier())
+        let application = Application::build_with_verifier(settings, Arc::new(keys.verifier()))
             .await
             .expect("build inference_service");
         let address = format!("http://{}", application.local_addr().expect("addr"));
@@ -230,8 +164,8 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
-        wait_until_ready(&client, &address).await;
-        let token = keys.new_user_token();
+        testkit::wait_until_ready(&format!("{address}/readyz")).await;
+        let token = keys.token(Uuid::new_v4(), 600);
         Self {
             address,
             client,

@@ -1,6 +1,6 @@
 //! Start-up, readiness and metrics.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use inference_service::startup::Application;
 use reqwest::StatusCode;
@@ -12,7 +12,7 @@ async fn a_missing_model_fails_at_start_naming_the_command_that_makes_it() {
     let empty = tempfile::tempdir().expect("tempdir");
     let mut settings = settings("http://127.0.0.1:9".to_owned());
     settings.model_dir = empty.path().to_path_buf();
-    let err = Application::build_with_verifier(settings, TestKeys::generate().verifier())
+    let err = Application::build_with_verifier(settings, Arc::new(TestKeys::generate().verifier()))
         .await
         .err()
         .expect("refused");
@@ -34,9 +34,10 @@ async fn a_damaged_model_stops_the_service_with_the_reason() {
     .expect("write model");
     let mut settings = settings("http://127.0.0.1:9".to_owned());
     settings.model_dir = dir.path().to_path_buf();
-    let application = Application::build_with_verifier(settings, TestKeys::generate().verifier())
-        .await
-        .expect("build");
+    let application =
+        Application::build_with_verifier(settings, Arc::new(TestKeys::generate().verifier()))
+            .await
+            .expect("build");
     let address = format!("http://{}", application.local_addr().expect("addr"));
     let stopped = tokio::spawn(application.run_until_stopped(std::future::pending()));
 

@@ -27,12 +27,12 @@ async fn a_full_queue_answers_503_with_retry_after_and_the_service_recovers() {
                 .await
         })
     };
-    let mut waited = 0;
-    while app.predictor.pool().waiting() < 1 {
-        assert!(waited < 500, "the first request never reached the queue");
-        waited += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    testkit::eventually(
+        "the first request reaches the queue",
+        Duration::from_secs(5),
+        || std::future::ready(app.predictor.pool().waiting() >= 1),
+    )
+    .await;
     assert_eq!(
         metric(&app.metrics().await, "inference_queue_depth", &[]),
         Some(1.0)

@@ -33,19 +33,29 @@ async fn a_stored_image_and_the_same_bytes_posted_get_the_same_score() {
 async fn an_answer_names_the_label_threshold_and_model() {
     let app = TestApp::spawn().await;
     let body = json_with(app.predict_raw(photo("chelsea.png")).await, StatusCode::OK).await;
+    // The reference runtime scores chelsea.png about 0.462, under the tiny manifest's 0.5.
     let score = body["score"].as_f64().expect("score");
-    let threshold = body["threshold"].as_f64().expect("threshold");
-    assert_eq!(threshold, 0.5, "the tiny manifest's threshold");
-    let label = if score < threshold {
-        "forgettable"
-    } else {
-        "memorable"
-    };
-    assert_eq!(body["prediction"], label);
+    let reference = expected_photo_score("chelsea.png");
+    assert!(
+        (score - reference).abs() < 1e-5,
+        "score {score} vs {reference}"
+    );
+    assert_eq!(body["threshold"], 0.5, "the tiny manifest's threshold");
+    assert_eq!(body["prediction"], "forgettable");
     assert_eq!(body["model"]["name"], "tiny");
     assert_eq!(body["model"]["version"], "1");
     assert_eq!(body["model"]["sha256"].as_str().map(str::len), Some(64));
     assert!(body["elapsed_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+}
+
+#[tokio::test]
+async fn a_score_under_the_threshold_is_forgettable_and_one_above_it_memorable() {
+    // The reference scores are rocket.jpg ≈ 0.449 and chelsea.png ≈ 0.462: 0.455 splits them.
+    let app = TestApp::spawn_with(|s| s.threshold = Some(0.455)).await;
+    let rocket = json_with(app.predict_raw(photo("rocket.jpg")).await, StatusCode::OK).await;
+    let chelsea = json_with(app.predict_raw(photo("chelsea.png")).await, StatusCode::OK).await;
+    assert_eq!(rocket["prediction"], "forgettable", "{rocket}");
+    assert_eq!(chelsea["prediction"], "memorable", "{chelsea}");
 }
 
 #[tokio::test]

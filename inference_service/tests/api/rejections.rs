@@ -33,7 +33,7 @@ async fn a_request_without_a_token_is_unauthorized() {
 #[tokio::test]
 async fn a_forged_token_is_unauthorized() {
     let app = TestApp::spawn().await;
-    let stranger = crate::helpers::TestKeys::generate().new_user_token();
+    let stranger = crate::helpers::TestKeys::generate().token(uuid::Uuid::new_v4(), 600);
     let response = app
         .predict_raw_as(Some(&stranger), "image/png", photo("coffee.png"))
         .await;
@@ -43,7 +43,7 @@ async fn a_forged_token_is_unauthorized() {
 #[tokio::test]
 async fn another_users_image_is_not_found() {
     let app = TestApp::spawn().await;
-    let owner = app.keys.new_user_token();
+    let owner = app.keys.token(uuid::Uuid::new_v4(), 600);
     let id = app
         .upload_as(&owner, "coffee.png", photo("coffee.png"))
         .await;
@@ -70,10 +70,7 @@ async fn an_unknown_image_id_is_not_found() {
 
 #[tokio::test]
 async fn an_unreachable_images_service_is_service_unavailable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = testkit::free_addr();
     let app = TestApp::spawn_with(|s| s.images_url = format!("http://{closed}")).await;
     let response = app.predict_stored(uuid::Uuid::new_v4()).await;
     assert!(response
