@@ -2,7 +2,8 @@
 //!
 //! - [`keys`]: [`TestKeys`], an Ed25519 key pair standing in for users_service's signing key: its
 //!   private and public PEM, raw public key, key id, JWKS, a [`common::auth::TokenVerifier`] that
-//!   trusts it, and signed access tokens.
+//!   trusts it, and signed access tokens; [`keys::user_claims`] and [`keys::now_secs`] for crafted
+//!   claims.
 //! - [`net`]: [`free_port`] and [`free_addr`], loopback ports nothing listens on (for a child process
 //!   to bind, or for a "cannot be reached" address).
 //! - [`ready`]: [`wait_until_ready`] (async, panics) and [`poll_until_ready`] /
