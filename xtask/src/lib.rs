@@ -9,7 +9,7 @@
 //! - [`model`]: obtaining and converting the ONNX model.
 //! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
 //! - [`test`]: `cargo xtask test`, which runs all of the above.
-//! - [`bench`]: `cargo xtask bench`.
+//! - [`bench`]: `cargo xtask bench`, which runs the `benches` crate.
 
 pub mod bench;
 pub mod checks;
