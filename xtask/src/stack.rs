@@ -99,7 +99,7 @@ pub const USERS_NAMES: [&str; 4] = ["users-1", "users-2", "users-3", "users-back
 pub struct StackOptions {
     /// `./data` natively, a temporary directory in tests.
     pub data_dir: PathBuf,
-    /// `target/release`, for `up` and in tests (`$FORGETTABLE_BIN_DIR`).
+    /// `target/release` for `up`; the freshly built release binaries in the system tests.
     pub bin_dir: PathBuf,
     /// ONNX model folder with `manifest.json`.
     pub model_dir: PathBuf,

@@ -1406,9 +1406,8 @@ fn start_order(compose: &Compose, services: &[String]) -> Vec<String> {
 
 #[test]
 fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
-    let model_dir = PathBuf::from(required_env("FORGETTABLE_MODEL_DIR"));
-    let bin_dir = std::env::var_os("FORGETTABLE_BIN_DIR")
-        .map_or_else(|| root().join("target/release"), PathBuf::from);
+    let model_dir = system_tests::resmem_model_dir().unwrap_or_else(|e| panic!("{e:#}"));
+    let bin_dir = system_tests::service_binaries().unwrap_or_else(|e| panic!("{e:#}"));
 
     // The secrets as an operator creates them, with the committed generator.
     let project = tempfile::Builder::new()
