@@ -2,7 +2,7 @@
 //! row without its blob, no orphan blob, and uploads work again.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -12,9 +12,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-use crate::helpers::{
-    database_url, files_under, metric_value, png, wait_until_ready, Backend, TestKeys,
-};
+use crate::helpers::{files_under, metric_value, png, Backend, TestKeys};
 
 /// The service binary as a child process, killed when dropped.
 struct Service {
@@ -30,16 +28,8 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Service {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let addr = testkit::free_addr();
     let log = std::fs::File::create(dir.join(format!("service-{run}.log"))).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_images_service"))
         .arg("serve")
@@ -62,7 +52,7 @@ async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Ser
         address: format!("http://{addr}"),
         addr,
     };
-    wait_until_ready(&reqwest::Client::new(), &service.address).await;
+    testkit::wait_until_ready(&format!("{}/readyz", service.address)).await;
     service
 }
 
@@ -92,12 +82,12 @@ async fn begin_upload(addr: SocketAddr, token: &str) -> TcpStream {
     stream
 }
 
-async fn crash_mid_upload(backend: Backend) {
+async fn a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = TestKeys::generate();
     let key_file = dir.path().join("jwt-public.pem");
     std::fs::write(&key_file, keys.public_pem()).expect("write key");
-    let database_url = database_url(backend, dir.path()).await;
+    let database_url = testkit::database_url(backend, &dir.path().join("images.db")).await;
     let user = uuid::Uuid::new_v4();
     let token = keys.token(user, 600);
     let client = reqwest::Client::new();
@@ -123,15 +113,10 @@ async fn crash_mid_upload(backend: Backend) {
         .to_owned();
 
     let _connection = begin_upload(first.addr, &token).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !files_under(&store).iter().any(|f| f.starts_with("tmp/")) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no temporary blob appeared: {:?}",
-            files_under(&store)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually("a temporary blob appears", Duration::from_secs(20), || {
+        std::future::ready(files_under(&store).iter().any(|f| f.starts_with("tmp/")))
+    })
+    .await;
     let mut first = first;
     first.child.kill().expect("SIGKILL the service");
     first.child.wait().expect("reap");
@@ -222,16 +207,4 @@ async fn crash_mid_upload(backend: Backend) {
     assert_eq!(bytes.as_ref(), fresh.as_slice());
 }
 
-mod a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn on_sqlite() {
-        crash_mid_upload(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn on_postgres() {
-        crash_mid_upload(Backend::Postgres).await;
-    }
-}
+testkit::on_both_databases!(a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart);

@@ -9,21 +9,14 @@ use std::{
     time::Duration,
 };
 
-use base64::{engine::general_purpose::STANDARD, Engine};
-use common::{
-    auth::{key_id, Claims, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER},
-    config::{LogFormat, ServerSettings},
-};
+use common::config::{LogFormat, ServerSettings};
 use image::{ImageFormat, RgbImage, RgbaImage};
 use images_service::{
     config::{Settings, UploadLimits},
     startup::Application,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{multipart, Response, StatusCode};
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
-use sqlx::{AnyConnection, Connection, Executor};
 use tempfile::TempDir;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -32,72 +25,10 @@ use tokio::{
 };
 use uuid::Uuid;
 
-/// Which database a test runs against.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::{Backend, TestKeys};
 
 /// The upload limit tests run with: small, so over-limit uploads are quick.
 pub const TEST_MAX_UPLOAD: u64 = 2 * 1024 * 1024;
-
-/// An Ed25519 key pair standing in for users_service's signing key.
-pub struct TestKeys {
-    pair: Ed25519KeyPair,
-    pkcs8: Vec<u8>,
-}
-
-impl TestKeys {
-    pub fn generate() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .expect("generate key")
-            .as_ref()
-            .to_vec();
-        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("parse key");
-        Self { pair, pkcs8 }
-    }
-
-    pub fn public_key(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
-    }
-
-    /// The public key as the `PUBLIC KEY` PEM `JWT_PUBLIC_KEY_FILE` holds.
-    pub fn public_pem(&self) -> String {
-        let mut der = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        der.extend_from_slice(&self.public_key());
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            STANDARD.encode(der)
-        )
-    }
-
-    pub fn verifier(&self) -> TokenVerifier {
-        TokenVerifier::from_public_keys(&[self.public_key()], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
-    }
-
-    /// A signed access token for `user`, valid for `ttl_secs` from now (negative: expired).
-    pub fn token(&self, user: Uuid, ttl_secs: i64) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = Claims {
-            sub: user,
-            name: format!("user-{}", &user.simple().to_string()[..8]),
-            role: Role::User,
-            iat: now.min(now + ttl_secs),
-            exp: now + ttl_secs,
-            iss: DEFAULT_ISSUER.to_owned(),
-            aud: DEFAULT_AUDIENCE.to_owned(),
-            jti: Uuid::new_v4(),
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key_id(&self.public_key()));
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.pkcs8))
-            .expect("sign token")
-    }
-}
 
 /// A user with a valid token.
 #[derive(Clone)]
@@ -116,37 +47,6 @@ pub struct TestApp {
     pub store_dir: PathBuf,
     pub dir: TempDir,
     _stop: oneshot::Sender<()>,
-}
-
-/// A fresh, empty database for one test and its URL.
-pub async fn database_url(backend: Backend, dir: &Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}/images.db", dir.display()),
-        Backend::Postgres => postgres_database().await,
-    }
-}
-
-async fn postgres_database() -> String {
-    let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "TEST_POSTGRES_URL is not set, so the PostgreSQL variant cannot run. Run the tests with \
-             `cargo xtask test` (it starts a throwaway PostgreSQL), or export TEST_POSTGRES_URL with \
-             a superuser URL."
-        )
-    });
-    sqlx::any::install_default_drivers();
-    let mut admin = AnyConnection::connect(&admin_url)
-        .await
-        .expect("connect to TEST_POSTGRES_URL");
-    let name = format!("images_test_{}", Uuid::new_v4().simple());
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create test database");
-    admin.close().await.expect("close admin connection");
-    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
-    url.set_path(&format!("/{name}"));
-    url.to_string()
 }
 
 impl TestApp {
@@ -174,7 +74,9 @@ impl TestApp {
                 request_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(1),
             },
-            database_url: database_url(backend, dir.path()).await.into(),
+            database_url: testkit::database_url(backend, &dir.path().join("images.db"))
+                .await
+                .into(),
             blob_store_url: format!("file://{}", store_dir.display()),
             limits,
         };
@@ -189,7 +91,7 @@ impl TestApp {
         }));
         let address = format!("http://{addr}");
         let client = reqwest::Client::new();
-        wait_until_ready(&client, &address).await;
+        testkit::wait_until_ready(&format!("{address}/readyz")).await;
         let user = new_user(&keys);
         Self {
             address,
@@ -281,23 +183,6 @@ fn new_user(keys: &TestKeys) -> TestUser {
     TestUser {
         id,
         token: keys.token(id, 600),
-    }
-}
-
-/// Polls `/readyz` until it answers 200 (at most 30 s).
-pub async fn wait_until_ready(client: &reqwest::Client, address: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = client.get(format!("{address}/readyz")).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{address} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -3,41 +3,67 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-db_test! {
-    async fn health_readiness_and_the_served_by_header_answer(app) {
-        for path in ["/healthz", "/readyz"] {
-            let response = app.client.get(format!("{}{path}", app.address)).send().await.expect("request");
-            assert_eq!(response.status(), StatusCode::OK, "{path}");
-            assert_eq!(response.headers()["x-served-by"], "images-test");
-            assert!(response.headers().contains_key("x-request-id"));
-        }
+use crate::helpers::{Backend, TestApp};
+
+async fn health_readiness_and_the_served_by_header_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["x-served-by"], "images-test");
+        assert!(response.headers().contains_key("x-request-id"));
     }
 }
 
-db_test! {
-    async fn metrics_expose_the_upload_counters(app) {
-        app.upload_ok("p.png", crate::helpers::png(5, 5, 1)).await;
-        let text = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics").text().await.expect("text");
-        for name in [
-            "images_uploads_total",
-            "images_upload_bytes_total",
-            "images_upload_rejections_total{reason=\"too_large\"",
-            "images_deduplicated_total",
-            "images_orphans_swept_total",
-            "http_requests_total{method=\"POST\",route=\"/upload\"",
-        ] {
-            assert!(text.contains(name), "{name} missing from\n{text}");
-        }
+async fn metrics_expose_the_upload_counters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.upload_ok("p.png", crate::helpers::png(5, 5, 1)).await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "images_uploads_total",
+        "images_upload_bytes_total",
+        "images_upload_rejections_total{reason=\"too_large\"",
+        "images_deduplicated_total",
+        "images_orphans_swept_total",
+        "http_requests_total{method=\"POST\",route=\"/upload\"",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
     }
 }
 
-db_test! {
-    async fn the_openapi_document_lists_every_endpoint(app) {
-        let doc: Value = app.client.get(format!("{}/openapi.json", app.address)).send().await.expect("doc").json().await.expect("json");
-        assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
-        for path in ["/upload", "/images", "/images/{id}", "/images/{id}/meta"] {
-            assert!(doc["paths"][path].is_object(), "{path} missing");
-        }
-        assert!(doc["paths"]["/images/{id}"]["delete"].is_object());
+async fn the_openapi_document_lists_every_endpoint(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    for path in ["/upload", "/images", "/images/{id}", "/images/{id}/meta"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    assert!(doc["paths"]["/images/{id}"]["delete"].is_object());
 }
+
+testkit::on_both_databases!(
+    health_readiness_and_the_served_by_header_answer,
+    metrics_expose_the_upload_counters,
+    the_openapi_document_lists_every_endpoint,
+);

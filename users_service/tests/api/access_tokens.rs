@@ -125,7 +125,7 @@ async fn a_missing_or_garbled_authorization_header_returns_401(backend: Backend)
     assert_problem(basic, StatusCode::UNAUTHORIZED).await;
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     a_token_signed_by_the_service_is_accepted,
     an_expired_token_returns_401,
     a_token_with_a_tampered_signature_returns_401,

@@ -97,7 +97,7 @@ async fn the_public_key_file_matches_the_jwks(backend: Backend) {
     assert_eq!(set.keys[0].kid, common::auth::key_id(&public));
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     me_returns_the_callers_profile,
     auth_verify_returns_the_identity_headers,
     auth_verify_without_a_valid_token_returns_401,

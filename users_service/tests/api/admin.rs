@@ -278,7 +278,7 @@ async fn the_first_admin_is_created_from_the_environment(backend: Backend) {
     assert_eq!(stats["admins"], 1);
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     a_non_admin_gets_403_on_every_admin_endpoint,
     an_admin_pages_through_every_user,
     a_bad_limit_or_cursor_returns_422,

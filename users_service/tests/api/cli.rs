@@ -178,10 +178,7 @@ async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
         .await
         .expect("run");
     assert!(status.success());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = testkit::free_addr();
     let status = users_service(&app.database)
         .arg("healthcheck")
         .env("LISTEN_ADDR", closed.to_string())
@@ -194,10 +191,7 @@ async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
 #[tokio::test]
 async fn serve_runs_until_sigterm_and_then_exits_cleanly() {
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let addr = testkit::free_addr();
     let mut child = users_service(&database)
         .env("LISTEN_ADDR", addr.to_string())
         .env("INSTANCE_NAME", "users-9")
@@ -209,21 +203,17 @@ async fn serve_runs_until_sigterm_and_then_exits_cleanly() {
         .no_proxy()
         .build()
         .expect("client");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        if let Ok(response) = client.get(format!("http://{addr}/readyz")).send().await {
-            break response;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never answered"
-        );
-        assert!(
-            child.try_wait().expect("child").is_none(),
-            "serve exited early"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let response = testkit::poll_until_ready(
+        &client,
+        &format!("http://{addr}/readyz"),
+        Duration::from_secs(30),
+        || {
+            let exited = child.try_wait().expect("child");
+            exited.map(|status| format!("serve exited early with {status}"))
+        },
+    )
+    .await
+    .unwrap_or_else(|not_ready| panic!("{not_ready}"));
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-served-by"], "users-9");
     assert!(
@@ -245,7 +235,7 @@ async fn serve_runs_until_sigterm_and_then_exits_cleanly() {
     assert!(status.success(), "{status:?}");
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     create_admin_makes_an_admin_who_can_log_in,
     create_admin_reads_the_password_from_standard_input,
     create_admin_refuses_a_short_password_and_a_taken_name,

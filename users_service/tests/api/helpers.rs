@@ -10,7 +10,7 @@ use common::{
 };
 use reqwest::{header, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::AnyPool;
 use tokio::{net::TcpListener, sync::oneshot};
 use users_service::{
     config::{Argon2Settings, Settings},
@@ -18,12 +18,7 @@ use users_service::{
 };
 use uuid::Uuid;
 
-/// Which database a test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::Backend;
 
 /// A database for one test (or for several replicas of one test).
 pub struct TestDatabase {
@@ -34,43 +29,13 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub async fn new(backend: Backend) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("db/users.db").display()),
-            Backend::Postgres => fresh_postgres_database().await,
-        };
+        let url = testkit::database_url(backend, &dir.path().join("db/users.db")).await;
         Self { url, dir }
     }
 
     /// The signing key file every replica of this test shares.
     pub fn key_file(&self) -> PathBuf {
         self.dir.path().join("keys/jwt-ed25519.pem")
-    }
-}
-
-/// Creates `t_<uuid>` in the PostgreSQL server of `TEST_POSTGRES_URL` and returns its URL.
-async fn fresh_postgres_database() -> String {
-    let Ok(server) = std::env::var("TEST_POSTGRES_URL") else {
-        panic!(
-            "TEST_POSTGRES_URL is not set. The PostgreSQL variants of these tests need a server: run them with \
-             `cargo xtask test`, which starts a throwaway PostgreSQL, or export TEST_POSTGRES_URL=postgres://USER@HOST:PORT/postgres."
-        );
-    };
-    sqlx::any::install_default_drivers();
-    let name = format!("t_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&server)
-        .await
-        .expect("connect to TEST_POSTGRES_URL");
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create test database");
-    conn.close().await.expect("close");
-    let (base, query) = server
-        .split_once('?')
-        .map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 
@@ -205,20 +170,7 @@ impl TestApp {
 
     /// Polls `/readyz` until it answers 200 (bounded).
     pub async fn wait_until_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
-                if response.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} never became ready",
-                self.address
-            );
-            tokio::task::yield_now().await;
-        }
+        testkit::wait_until_ready(&self.url("/readyz")).await;
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -358,15 +310,10 @@ impl TestApp {
 
     /// Signs `claims` with the service's own key (for expired or otherwise crafted tokens).
     pub fn sign(&self, claims: &Claims) -> String {
-        let key = self.signing_key();
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(key.key_id());
-        jsonwebtoken::encode(
-            &header,
-            claims,
-            &jsonwebtoken::EncodingKey::from_ed_der(&key.pkcs8),
-        )
-        .expect("sign")
+        let pem = std::fs::read_to_string(&self.key_file).expect("key file");
+        testkit::TestKeys::from_private_pem(&pem)
+            .expect("key")
+            .sign(claims)
     }
 
     /// A metric's value from `/metrics` (the sum over series matching `selector`).
@@ -394,9 +341,7 @@ pub fn claims_for(user: &TestUser, role: Role, iat: i64, ttl_secs: i64) -> Claim
     }
 }
 
-pub fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use testkit::keys::now_secs;
 
 /// Asserts an RFC 9457 problem with `status` and returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode) -> Value {

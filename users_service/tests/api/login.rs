@@ -170,7 +170,7 @@ async fn login_outcomes_are_counted(backend: Backend) {
     assert!(app.metric("users_argon2_seconds_count", None).await >= 3.0);
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     the_right_password_returns_a_bearer_token_pair,
     the_username_matches_in_any_letter_case,
     a_wrong_password_and_an_unknown_user_get_the_same_401,

@@ -122,7 +122,7 @@ async fn metrics_are_labelled_with_service_and_instance(backend: Backend) {
     }
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     every_response_names_the_instance_and_the_request,
     an_unknown_route_is_a_problem_404,
     readiness_and_liveness_answer_200,

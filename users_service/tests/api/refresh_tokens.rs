@@ -141,7 +141,7 @@ async fn a_refresh_request_with_an_unknown_field_returns_422(backend: Backend) {
     .await;
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     a_refresh_token_buys_a_new_working_pair,
     a_refresh_token_used_twice_revokes_its_whole_family,
     the_same_refresh_token_sent_concurrently_succeeds_at_most_once,

@@ -158,7 +158,7 @@ async fn a_body_that_is_not_json_returns_415(backend: Backend) {
     assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     registering_with_valid_data_returns_201_and_the_profile,
     the_password_is_stored_only_as_an_argon2id_hash,
     a_taken_username_in_any_letter_case_returns_409,

@@ -55,7 +55,7 @@ async fn concurrent_registrations_across_replicas_all_land(backend: Backend) {
     assert_eq!(count, 12);
 }
 
-on_both_databases!(
+testkit::on_both_databases!(
     four_replicas_started_at_once_share_users_and_one_signing_key,
     concurrent_registrations_across_replicas_all_land,
 );

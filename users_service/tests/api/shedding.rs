@@ -31,14 +31,13 @@ async fn a_saturated_instance_sheds_with_503_and_recovers(backend: Backend) {
     });
 
     // Readiness turns 503 once the login occupies the slot (polled, bounded).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.get("/readyz").await.status() != StatusCode::SERVICE_UNAVAILABLE {
-        assert!(
-            Instant::now() < deadline,
-            "the login never became in-flight"
-        );
-        tokio::task::yield_now().await;
-    }
+    let app = &app;
+    testkit::eventually(
+        "the login occupies the only slot",
+        Duration::from_secs(10),
+        || async move { app.get("/readyz").await.status() == StatusCode::SERVICE_UNAVAILABLE },
+    )
+    .await;
 
     let started = Instant::now();
     let response = app.get("/.well-known/jwks.json").await;
@@ -67,4 +66,4 @@ async fn a_saturated_instance_sheds_with_503_and_recovers(backend: Backend) {
     );
 }
 
-on_both_databases!(a_saturated_instance_sheds_with_503_and_recovers);
+testkit::on_both_databases!(a_saturated_instance_sheds_with_503_and_recovers);
