@@ -342,7 +342,7 @@ fn prepare(args: &BenchArgs, parts: &[Part], cores: usize) -> Result<Bench> {
     let profile = profile_name(args);
     if !args.no_build {
         step(format!("building the {profile} binaries"));
-        let mut build = Command::new("cargo");
+        let mut build = xtask::cargo::command();
         build.current_dir(&root).args(["build", "--bins"]);
         if !args.debug {
             build.arg("--release");

@@ -26,7 +26,7 @@ pub fn ensure() -> Result<PathBuf> {
         "installing the load generator: cargo install oha --locked --version {OHA_VERSION} --root .tools (a few minutes, once)"
     ));
     tools::run(
-        Command::new("cargo")
+        xtask::cargo::command()
             .args([
                 "install",
                 "oha",

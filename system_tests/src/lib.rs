@@ -9,7 +9,7 @@
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::OnceLock,
 };
 
@@ -33,7 +33,7 @@ pub fn service_binaries() -> Result<PathBuf> {
 }
 
 fn build() -> Result<PathBuf> {
-    let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut child = xtask::cargo::command()
         .current_dir(xtask::tools::root())
         .args(BUILD_ARGS)
         .arg("--message-format=json-render-diagnostics")

@@ -1,8 +1,6 @@
 //! `cargo xtask bench …`: runs the `benches` crate in release mode with the same arguments (its
 //! `--help` lists the parts and options).
 
-use std::process::Command;
-
 use anyhow::{Context, Result};
 
 use crate::tools;
@@ -17,7 +15,7 @@ pub struct BenchArgs {
 /// Builds and runs the benchmarks; their own exit code ends this process when they fail, after
 /// they have said why.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let status = Command::new("cargo")
+    let status = crate::cargo::command()
         .current_dir(tools::root())
         .args(["run", "--release", "--package", "benches", "--"])
         .args(&args.args)

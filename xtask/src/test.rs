@@ -79,10 +79,14 @@ pub const RELEASE_BUILD: [&str; 5] = ["build", "--release", "--workspace", "--bi
 fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Result<Tally> {
     let root = tools::root();
     step("building the workspace in release mode (binaries and tests)");
-    tools::run(Command::new("cargo").current_dir(&root).args(RELEASE_BUILD))?;
+    tools::run(
+        crate::cargo::command()
+            .current_dir(&root)
+            .args(RELEASE_BUILD),
+    )?;
     // Not part of `--tests`: the Docker tests run only when asked for (`test = false`).
     tools::run(
-        Command::new("cargo")
+        crate::cargo::command()
             .current_dir(&root)
             .args(["build", "--release", "--package", "system_tests"])
             .args(DOCKER_TESTS.iter().flat_map(|(test, _)| ["--test", test])),
@@ -90,7 +94,7 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Res
     phases.done("build");
 
     step("running cargo test over the workspace");
-    let mut command = Command::new("cargo");
+    let mut command = crate::cargo::command();
     command
         .current_dir(&root)
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
@@ -119,7 +123,7 @@ fn docker_tests(
     step(format!(
         "the {phase} stack on the local Docker engine (system_tests/tests/{test}.rs)"
     ));
-    let mut command = Command::new("cargo");
+    let mut command = crate::cargo::command();
     command
         .current_dir(tools::root())
         .args([
