@@ -41,6 +41,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml xtask/Cargo.toml
 COPY testkit/Cargo.toml testkit/Cargo.toml
+COPY benches/Cargo.toml benches/Cargo.toml
+COPY system_tests/Cargo.toml system_tests/Cargo.toml
 COPY common/Cargo.toml common/Cargo.toml
 COPY common/src common/src
 COPY users_service/Cargo.toml users_service/Cargo.toml

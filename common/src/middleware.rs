@@ -12,7 +12,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{header, HeaderName, HeaderValue},
+    http::{header, HeaderName, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    classify::ServerErrorsFailureClass,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
@@ -132,6 +133,19 @@ pub fn guard_app(app: Router, shedder: Shedder, timeout: Duration) -> Router {
         .layer(middleware::from_fn_with_state(shedder, shed_when_saturated))
 }
 
+/// Logs a 5xx answer. A 503 is the service saying it is not ready yet (`/readyz` while the model
+/// loads, polled many times a second at start) or that it sheds load (counted in the metrics):
+/// expected answers, logged at debug level so a normal start prints no error.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(classification = %class, latency_ms, "response failed");
+        }
+        _ => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
+}
+
 /// Wraps every route (application and ops) with request id, served-by, tracing, metrics and
 /// panic handling.
 pub fn common_layers(router: Router, metrics: Metrics, instance_name: &str) -> Router {
@@ -149,7 +163,7 @@ pub fn common_layers(router: Router, metrics: Metrics, instance_name: &str) -> R
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id)
-            }))
+            }).on_failure(log_failure))
             .layer(CatchPanicLayer::custom(panic_to_problem)),
     )
 }

@@ -247,7 +247,7 @@ impl Engine {
         let started = Instant::now();
         if !args.no_build {
             step("building the release binaries on the host");
-            tools::run(Command::new("cargo").current_dir(&root).args([
+            tools::run(crate::cargo::command().current_dir(&root).args([
                 "build",
                 "--release",
                 "--bins",

@@ -9,9 +9,11 @@
 //! - [`model`]: obtaining and converting the ONNX model.
 //! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
 //! - [`test`]: `cargo xtask test`, which runs all of the above.
-//! - [`bench`]: `cargo xtask bench`.
+//! - [`bench`]: `cargo xtask bench`, which runs the `benches` crate.
+//! - [`cargo`]: running cargo from a process cargo started.
 
 pub mod bench;
+pub mod cargo;
 pub mod checks;
 pub mod docker;
 pub mod model;

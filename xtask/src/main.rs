@@ -26,7 +26,8 @@ enum Command {
     Test(xtask::test::TestArgs),
     /// Convert the ResMem model to ONNX under ./data/models/resmem (non-commercial licence).
     Model(xtask::model::ModelArgs),
-    /// Run the benchmarks and write target/bench/report.md.
+    /// Run the benchmarks and write target/bench/report.md (the `benches` crate, in release).
+    #[command(disable_help_flag = true)]
     Bench(xtask::bench::BenchArgs),
 }
 

@@ -89,9 +89,8 @@ pub fn ensure_for_tests() -> Result<()> {
 }
 
 /// Environment the model tests need: the real model, the Python with pillow and numpy, and the
-/// committed tiny model.
+/// resmem wheel.
 pub fn test_environment() -> Result<Vec<(String, String)>> {
-    let root = tools::root();
     Ok(vec![
         (
             "FORGETTABLE_MODEL_DIR".into(),
@@ -104,12 +103,6 @@ pub fn test_environment() -> Result<Vec<(String, String)>> {
         (
             "FORGETTABLE_RESMEM_WHEEL".into(),
             wheel()?.display().to_string(),
-        ),
-        (
-            "FORGETTABLE_TINY_MODEL_DIR".into(),
-            root.join("inference_service/tests/fixtures/tiny")
-                .display()
-                .to_string(),
         ),
     ])
 }

@@ -45,7 +45,8 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// The ports of DESIGN.md: 8000, 8080, 8082, 8101..8104, 8201, 8301, 8401, 9090.
+    /// The ports of `cargo xtask up` (the README's table): 8000, 8080, 8082, 8101..8104, 8201,
+    /// 8301, 8401, 9090.
     pub fn native_defaults() -> Self {
         Self {
             web: 8000,
@@ -99,7 +100,7 @@ pub const USERS_NAMES: [&str; 4] = ["users-1", "users-2", "users-3", "users-back
 pub struct StackOptions {
     /// `./data` natively, a temporary directory in tests.
     pub data_dir: PathBuf,
-    /// `target/release`, for `up` and in tests (`$FORGETTABLE_BIN_DIR`).
+    /// `target/release` for `up`; the freshly built release binaries in the system tests.
     pub bin_dir: PathBuf,
     /// ONNX model folder with `manifest.json`.
     pub model_dir: PathBuf,
@@ -345,10 +346,13 @@ impl Stack {
             .filter(|s| only.is_none_or(|names| names.contains(&s.name.as_str())))
             .collect();
         // users-1 first: it creates the signing key and runs the migrations before its peers
-        // share the same database file; then everything else at once.
+        // share the same database file; then every backend at once; the gateway last, so its
+        // health checks never find a backend still starting (each failed check is a log line).
         let (first, rest): (Vec<_>, Vec<_>) =
             selected.into_iter().partition(|s| s.name == "users-1");
-        for batch in [first, rest] {
+        let (gateway, backends): (Vec<_>, Vec<_>) =
+            rest.into_iter().partition(|s| s.name == "traefik");
+        for batch in [first, backends, gateway] {
             let start = stack.processes.len();
             for spec in batch {
                 stack.spawn(spec)?;
@@ -712,25 +716,6 @@ mod tests {
             )]),
             with_prometheus: true,
         }
-    }
-
-    #[test]
-    fn free_ports_are_all_different() {
-        let ports = Ports::free().expect("free ports");
-        let mut all = vec![
-            ports.web,
-            ports.traefik_api,
-            ports.traefik_metrics,
-            ports.images,
-            ports.inference,
-            ports.errors,
-            ports.prometheus,
-        ];
-        all.extend(ports.users);
-        let count = all.len();
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all.len(), count);
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //!    integration tests over real HTTP, end-to-end tests through the real gateway. Everything is
 //!    built once, in release mode: the tests, the native stack, the Docker images and
 //!    `cargo xtask up` afterwards all use the same binaries.
-//! 4. Runs the Compose stack on the local Docker engine and tests it (`tests/compose_stack.rs`),
-//!    then the Swarm stack (`tests/swarm_stack.rs`); both publish ports 80 and 443, so one after
-//!    the other.
+//!    The system tests (crate `system_tests`) run the binaries of this build and the real model.
+//! 4. Runs the Compose stack on the local Docker engine and tests it
+//!    (`system_tests/tests/compose_stack.rs`), then the Swarm stack
+//!    (`system_tests/tests/swarm_stack.rs`); both publish ports 80 and 443, so one after the other.
 //! 5. Runs the configuration checks with the real tools.
 //!
 //! It prints how long each phase took and ends with one summary line `N passed, M failed`.
@@ -71,27 +72,29 @@ fn parse_result_line(line: &str, tally: &mut Tally) {
     }
 }
 
+/// The release build of every binary and test. The system tests run the same command before
+/// they start a service, so they never run binaries older than the sources.
+pub const RELEASE_BUILD: [&str; 5] = ["build", "--release", "--workspace", "--bins", "--tests"];
+
 fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Result<Tally> {
     let root = tools::root();
     step("building the workspace in release mode (binaries and tests)");
-    tools::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--workspace",
-        "--bins",
-        "--tests",
-    ]))?;
+    tools::run(
+        crate::cargo::command()
+            .current_dir(&root)
+            .args(RELEASE_BUILD),
+    )?;
     // Not part of `--tests`: the Docker tests run only when asked for (`test = false`).
     tools::run(
-        Command::new("cargo")
+        crate::cargo::command()
             .current_dir(&root)
-            .args(["build", "--release", "--package", "xtask"])
+            .args(["build", "--release", "--package", "system_tests"])
             .args(DOCKER_TESTS.iter().flat_map(|(test, _)| ["--test", test])),
     )?;
     phases.done("build");
 
     step("running cargo test over the workspace");
-    let mut command = Command::new("cargo");
+    let mut command = crate::cargo::command();
     command
         .current_dir(&root)
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
@@ -110,7 +113,7 @@ fn cargo_tests(args: &TestArgs, postgres: &Postgres, phases: &mut Phases) -> Res
 /// up, tests it and takes it down.
 const DOCKER_TESTS: [(&str, &str); 2] = [("compose_stack", "compose"), ("swarm_stack", "swarm")];
 
-/// `tests/<test>.rs`: a stack on the local engine, up, tested, down.
+/// `system_tests/tests/<test>.rs`: a stack on the local engine, up, tested, down.
 fn docker_tests(
     test: &str,
     phase: &'static str,
@@ -118,12 +121,19 @@ fn docker_tests(
     phases: &mut Phases,
 ) -> Result<Tally> {
     step(format!(
-        "the {phase} stack on the local Docker engine (tests/{test}.rs)"
+        "the {phase} stack on the local Docker engine (system_tests/tests/{test}.rs)"
     ));
-    let mut command = Command::new("cargo");
+    let mut command = crate::cargo::command();
     command
         .current_dir(tools::root())
-        .args(["test", "--release", "--package", "xtask", "--test", test])
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "system_tests",
+            "--test",
+            test,
+        ])
         .arg("--")
         .args(&args.cargo_test_args);
     for (name, value) in test_environment()? {
@@ -135,11 +145,7 @@ fn docker_tests(
 }
 
 fn test_environment() -> Result<Vec<(String, String)>> {
-    let mut env = vec![(
-        "FORGETTABLE_BIN_DIR".to_owned(),
-        tools::root().join("target/release").display().to_string(),
-    )];
-    env.extend(stack::test_environment()?);
+    let mut env = stack::test_environment()?;
     env.extend(model::test_environment()?);
     Ok(env)
 }

@@ -12,7 +12,7 @@
 //! queries against a Prometheus that scraped a real traffic run.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
@@ -20,6 +20,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::tools;
@@ -166,8 +167,7 @@ pub fn dashboard_queries(monitoring: &Path) -> Result<Vec<DashboardQuery>> {
 pub fn alert_rules(monitoring: &Path) -> Result<Vec<AlertRule>> {
     let mut rules = Vec::new();
     for path in rule_files(monitoring)? {
-        let text = fs::read_to_string(&path)?;
-        for name in alert_names(&text) {
+        for name in alerts(&path)?.into_iter().map(|rule| rule.alert) {
             rules.push(AlertRule {
                 file: file_name(&path),
                 name,
@@ -283,16 +283,20 @@ fn check_rules(monitoring: &Path) -> Result<()> {
     ensure!(!files.is_empty(), "no rule file in monitoring/rules");
     promtool(&["check", "rules"], &files)?;
     for path in &files {
-        let text = fs::read_to_string(path)?;
-        let names = alert_names(&text);
-        ensure!(!names.is_empty(), "{} defines no alert", path.display());
+        let alerts = alerts(path)?;
+        ensure!(!alerts.is_empty(), "{} defines no alert", path.display());
         // Every rule carries what an operator needs: severity, summary, description, runbook.
-        let blocks: Vec<&str> = text.split("- alert:").skip(1).collect();
-        for (name, block) in names.iter().zip(blocks) {
-            for needed in ["severity:", "summary:", "description:", "runbook:"] {
+        for alert in &alerts {
+            let name = &alert.alert;
+            ensure!(
+                alert.labels.contains_key("severity"),
+                "alert {name} in {} has no `severity:`",
+                path.display()
+            );
+            for needed in ["summary", "description", "runbook"] {
                 ensure!(
-                    block.contains(needed),
-                    "alert {name} in {} has no `{needed}`",
+                    alert.annotations.contains_key(needed),
+                    "alert {name} in {} has no `{needed}:`",
                     path.display()
                 );
             }
@@ -315,8 +319,9 @@ fn test_rules(monitoring: &Path) -> Result<()> {
             rules.display(),
             tests.display()
         );
-        let tested = tested_cases(&fs::read_to_string(&tests)?);
-        for name in alert_names(&fs::read_to_string(&rules)?) {
+        let tested = tested_cases(&fs::read_to_string(&tests)?)
+            .with_context(|| format!("reading {}", tests.display()))?;
+        for name in alerts(&rules)?.into_iter().map(|rule| rule.alert) {
             let cases = tested.iter().filter(|(alert, _)| *alert == name);
             let (mut firing, mut quiet) = (false, false);
             for (_, fires) in cases {
@@ -340,39 +345,137 @@ fn test_rules(monitoring: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `(alertname, expects it to fire)` for each `alert_rule_test` case of a promtool test file,
-/// read from the `alertname:` line and the `exp_alerts:` line that follows it.
-fn tested_cases(text: &str) -> Vec<(String, bool)> {
-    let mut cases = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix("alertname:") {
-            current = Some(name.trim().to_owned());
-        } else if let Some(expected) = line.strip_prefix("exp_alerts:") {
-            if let Some(name) = current.take() {
-                cases.push((name, expected.trim() != "[]"));
-            }
-        }
-    }
-    cases
+/// A promtool rule test file: only what the checks read of it.
+#[derive(Deserialize)]
+struct RuleTests {
+    tests: Vec<RuleTest>,
+}
+
+#[derive(Deserialize)]
+struct RuleTest {
+    #[serde(default)]
+    alert_rule_test: Vec<AlertCase>,
+}
+
+#[derive(Deserialize)]
+struct AlertCase {
+    alertname: String,
+    #[serde(default)]
+    exp_alerts: Vec<serde_norway::Value>,
+}
+
+/// `(alertname, expects it to fire)` for each `alert_rule_test` case of a promtool test file.
+fn tested_cases(text: &str) -> Result<Vec<(String, bool)>> {
+    let file: RuleTests = serde_norway::from_str(text)?;
+    Ok(file
+        .tests
+        .into_iter()
+        .flat_map(|test| test.alert_rule_test)
+        .map(|case| (case.alertname, !case.exp_alerts.is_empty()))
+        .collect())
+}
+
+/// A Prometheus rule file: its groups of alerting and recording rules.
+#[derive(Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    /// Absent on a recording rule.
+    alert: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// An alerting rule of a rule file.
+struct Alert {
+    alert: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// The alerting rules of a rule file, in order.
+fn alerts(path: &Path) -> Result<Vec<Alert>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    alerts_in(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+fn alerts_in(text: &str) -> Result<Vec<Alert>> {
+    let file: RuleFile = serde_norway::from_str(text)?;
+    Ok(file
+        .groups
+        .into_iter()
+        .flat_map(|group| group.rules)
+        .filter_map(|rule| {
+            Some(Alert {
+                alert: rule.alert?,
+                labels: rule.labels,
+                annotations: rule.annotations,
+            })
+        })
+        .collect())
+}
+
+/// Grafana's provisioning files: only what the checks read of them.
+#[derive(Deserialize)]
+struct Datasources {
+    datasources: Vec<Datasource>,
+}
+
+#[derive(Deserialize)]
+struct Datasource {
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct DashboardProviders {
+    providers: Vec<DashboardProvider>,
+}
+
+#[derive(Deserialize)]
+struct DashboardProvider {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("{} is missing", path.display()))?;
+    serde_norway::from_str(&text).with_context(|| format!("reading {}", path.display()))
 }
 
 fn check_dashboards(monitoring: &Path) -> Result<()> {
     let provisioning = monitoring.join("grafana/provisioning");
-    let datasource = fs::read_to_string(provisioning.join("datasources/prometheus.yml"))
-        .context("grafana/provisioning/datasources/prometheus.yml is missing")?;
+    let datasources: Datasources = read_yaml(&provisioning.join("datasources/prometheus.yml"))?;
     ensure!(
-        datasource.contains(&format!("uid: {DATASOURCE_UID}")),
+        datasources
+            .datasources
+            .iter()
+            .any(|d| d.uid == DATASOURCE_UID),
         "the provisioned data source must have UID {DATASOURCE_UID}"
     );
     ensure!(
-        datasource.contains("url: http://prometheus:9090"),
+        datasources
+            .datasources
+            .iter()
+            .any(|d| d.url == "http://prometheus:9090"),
         "the provisioned data source must point at http://prometheus:9090"
     );
-    let provider = fs::read_to_string(provisioning.join("dashboards/dashboards.yml"))
-        .context("grafana/provisioning/dashboards/dashboards.yml is missing")?;
+    let providers: DashboardProviders = read_yaml(&provisioning.join("dashboards/dashboards.yml"))?;
     ensure!(
-        provider.contains("type: file"),
+        providers.providers.iter().any(|p| p.kind == "file"),
         "the dashboard provider must read files"
     );
 
@@ -589,14 +692,6 @@ fn rule_files(monitoring: &Path) -> Result<Vec<PathBuf>> {
     files_with_extension(&monitoring.join("rules"), "yml")
 }
 
-fn alert_names(rules_yaml: &str) -> Vec<String> {
-    rules_yaml
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("- alert:"))
-        .map(|name| name.trim().to_owned())
-        .collect()
-}
-
 fn files_with_extension(dir: &Path, extension: &str) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -647,6 +742,10 @@ mod tests {
     #[test]
     fn test_cases_are_read_as_firing_or_not() {
         let text = "
+rule_files: [a.yml]
+tests:
+  - interval: 1m
+    alert_rule_test:
       - eval_time: 3m
         alertname: A
         exp_alerts: []
@@ -656,9 +755,46 @@ mod tests {
           - exp_labels: { severity: warning }
 ";
         assert_eq!(
-            tested_cases(text),
+            tested_cases(text).expect("a test file"),
             vec![("A".to_owned(), false), ("A".to_owned(), true)]
         );
+    }
+
+    #[test]
+    fn every_rule_file_of_the_repository_and_its_tests_are_read() {
+        let monitoring = monitoring_dir();
+        for rules in rule_files(&monitoring).expect("rule files") {
+            assert!(!alerts(&rules).expect("a rule file").is_empty());
+            let tests = rules.with_file_name(format!(
+                "{}_test.yaml",
+                rules
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+            ));
+            let text = fs::read_to_string(&tests).expect("a test file");
+            assert!(!tested_cases(&text).expect("a test file").is_empty());
+        }
+    }
+
+    #[test]
+    fn alerts_are_read_with_their_labels_and_recording_rules_are_not() {
+        let text = "
+groups:
+  - name: g
+    rules:
+      - record: job:up:sum
+        expr: sum(up)
+      - alert: Down
+        expr: up == 0
+        labels: { severity: critical }
+        annotations: { summary: s }
+";
+        let alerts = alerts_in(text).expect("a rule file");
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].alert, "Down");
+        assert_eq!(alerts[0].labels["severity"], "critical");
+        assert!(!alerts[0].annotations.contains_key("runbook"));
     }
 
     #[test]

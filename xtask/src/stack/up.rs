@@ -1,7 +1,7 @@
 //! `cargo xtask up`: install what is missing, build, start the whole suite natively, print where
 //! everything is, stream every process's log with its name, and stop cleanly on Ctrl-C/SIGTERM.
 
-use std::{collections::BTreeMap, process::Command, sync::mpsc, time::Duration};
+use std::{collections::BTreeMap, sync::mpsc, time::Duration};
 
 use anyhow::{Context, Result};
 
@@ -78,7 +78,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     let profile = if args.debug { "debug" } else { "release" };
     if !args.no_build {
         step(format!("building the services ({profile})"));
-        let mut build = Command::new("cargo");
+        let mut build = crate::cargo::command();
         build.current_dir(&root).args(["build", "--bins"]);
         if !args.debug {
             build.arg("--release");

@@ -21,7 +21,7 @@ use super::{
     report::PartReport,
     Bench, Live, Part,
 };
-use crate::tools::{self, step};
+use xtask::tools::{self, step};
 
 /// Requests profiled under callgrind (each costs tens of seconds there).
 const CALLGRIND_REQUESTS: u32 = 3;

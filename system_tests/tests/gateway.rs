@@ -1,7 +1,8 @@
 //! End-to-end tests through the real gateway: Traefik, nginx and the real services, started by the
 //! native launcher on free ports. One shared stack serves the tests, which run one at a time in
 //! the order below (the ones that stop or overload processes come last and restore what they
-//! change). Binaries come from `$FORGETTABLE_BIN_DIR`, tools from `TRAEFIK_BIN`/`NGINX_BIN`.
+//! change). The service binaries are built fresh and the model is the converted ResMem one (see
+//! the crate's library); tools come from `TRAEFIK_BIN`/`NGINX_BIN`.
 
 #[allow(dead_code)]
 mod gateway_support;

@@ -15,6 +15,7 @@
 //!   service).
 
 use std::{
+    path::PathBuf,
     sync::atomic::{AtomicUsize, Ordering},
     time::Instant,
 };
@@ -37,13 +38,47 @@ const FRESH: &str = "POST /upload via Traefik, distinct 5 MiB PNGs";
 const REPEATED: &str = "POST /upload via Traefik, one 5 MiB PNG repeated (deduplicated)";
 const DIRECT: &str = "POST /upload direct to images_service, distinct 5 MiB PNGs";
 
+/// The multipart bodies sent: distinct 5 MiB noise PNGs.
+struct Bodies {
+    paths: Vec<PathBuf>,
+    content_type: String,
+    side: u32,
+    /// Bytes of one multipart body.
+    body_bytes: u64,
+}
+
+/// What the runs measured.
+struct Measured {
+    fresh: LoadResult,
+    direct: LoadResult,
+    repeated: LoadResult,
+    idle_rss: f64,
+    /// Median over the distinct runs.
+    fresh_peak: f64,
+    repeated_peak: f64,
+    disk_mb_per_sec: f64,
+}
+
 pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     let mut part = super::new_part(Part::Images, "Images: 5 MiB uploads");
+    let bodies = write_bodies(bench)?;
+    let measured = measure(bench, live, &bodies)?;
+    figures(&mut part, &bodies, &measured);
+    comparisons(&mut part, &bodies, &measured);
+    part.loads = vec![measured.fresh, measured.direct, measured.repeated];
+    part.note(
+        "Distinct uploads: each request is its own `oha -n 1` (8 running at once, a new process per upload), \
+         so the latency columns are per upload and MB/s is over the wall time of the run.",
+    );
+    Ok(part)
+}
+
+fn write_bodies(bench: &Bench) -> Result<Bodies> {
     super::step(format!(
         "writing {UPLOADS_PER_RUN} distinct noise PNGs of about 5 MiB"
     ));
     let side = fixtures::side_for_bytes(IMAGE_BYTES);
-    let mut bodies = Vec::new();
+    let mut paths = Vec::new();
     let mut content_type = String::new();
     for i in 0..UPLOADS_PER_RUN {
         let png = bench.scratch(&format!("upload-{i}.png"));
@@ -56,10 +91,18 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
             &std::fs::read(&png)?,
         )?;
         std::fs::remove_file(&png)?;
-        bodies.push(body);
+        paths.push(body);
     }
-    let body_bytes = super::file_len(&bodies[0])?;
-    let png_bytes = body_bytes - 300; // the multipart framing is under 300 bytes
+    let body_bytes = super::file_len(&paths[0])?;
+    Ok(Bodies {
+        paths,
+        content_type,
+        side,
+        body_bytes,
+    })
+}
+
+fn measure(bench: &Bench, live: &Live, bodies: &Bodies) -> Result<Measured> {
     let images_pid = super::pid_of(live.ports().images)?;
     let idle = machine::memory(images_pid)?;
 
@@ -69,22 +112,35 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         url: live.web("/upload"),
         host: Some("images.localhost"),
     };
-    let (fresh, fresh_peaks) =
-        distinct_runs(bench, live, &gateway, &bodies, &content_type, images_pid)?;
+    let (fresh, fresh_peaks) = distinct_runs(
+        bench,
+        live,
+        &gateway,
+        &bodies.paths,
+        &bodies.content_type,
+        images_pid,
+    )?;
     let direct = Target {
         name: DIRECT,
         url: format!("http://127.0.0.1:{}/upload", live.ports().images),
         host: None,
     };
-    let (direct, _) = distinct_runs(bench, live, &direct, &bodies, &content_type, images_pid)?;
+    let (direct, _) = distinct_runs(
+        bench,
+        live,
+        &direct,
+        &bodies.paths,
+        &bodies.content_type,
+        images_pid,
+    )?;
 
     machine::reset_peak(images_pid)?;
     let repeated = bench.measure(
         REPEATED,
         &Load::post(
             live.web("/upload"),
-            &bodies[0],
-            &content_type,
+            &bodies.paths[0],
+            &bodies.content_type,
             CONCURRENCY,
             Limit::Requests(UPLOADS_PER_RUN as u64 * 2),
         )
@@ -92,21 +148,35 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         .header("Authorization", &live.bearer()),
     )?;
     let repeated_peak = machine::memory(images_pid)?.peak_mib;
+    let disk_mb_per_sec = disk_baseline(bench, live, &bodies.paths[0])?;
+    Ok(Measured {
+        fresh,
+        direct,
+        repeated,
+        idle_rss: idle.rss_mib,
+        fresh_peak: super::stats::median(fresh_peaks.iter().copied()),
+        repeated_peak,
+        disk_mb_per_sec,
+    })
+}
 
-    let disk_mb_per_sec = disk_baseline(bench, live, &bodies[0])?;
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
 
-    let peak = super::stats::median(fresh_peaks.iter().copied());
-    let fresh_mb = fresh.median.upload_mb_per_sec.unwrap_or(f64::NAN);
-    let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+fn figures(part: &mut PartReport, bodies: &Bodies, m: &Measured) {
+    let body_bytes = bodies.body_bytes;
+    let png_bytes = body_bytes - 300; // the multipart framing is under 300 bytes
+    let side = bodies.side;
     part.figure(
         "upload throughput, distinct images",
-        fresh_mb,
+        m.fresh.median.upload_mb_per_sec.unwrap_or(f64::NAN),
         "MB/s",
         "2xx bytes ÷ wall time, c=8",
     );
     part.figure(
         "uploads/s, distinct images",
-        fresh.median.ok_per_sec,
+        m.fresh.median.ok_per_sec,
         "1/s",
         "c=8",
     );
@@ -133,27 +203,31 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     );
     part.figure(
         "images_service RSS before uploads",
-        idle.rss_mib,
+        m.idle_rss,
         "MiB",
         "VmRSS",
     );
     part.figure(
         "images_service peak RSS, distinct uploads",
-        peak,
+        m.fresh_peak,
         "MiB",
         "VmHWM reset before each run; median of runs",
     );
     part.figure(
         "images_service peak RSS, repeated upload",
-        repeated_peak,
+        m.repeated_peak,
         "MiB",
         "VmHWM over the repeated runs",
     );
+}
+
+fn comparisons(part: &mut PartReport, bodies: &Bodies, m: &Measured) {
+    let fresh_mb = m.fresh.median.upload_mb_per_sec.unwrap_or(f64::NAN);
     part.compare(
         "images_service peak RSS",
-        peak,
+        m.fresh_peak,
         "bytes in flight (8 × 5 MiB)",
-        mib(body_bytes * u64::from(CONCURRENCY)),
+        mib(bodies.body_bytes * u64::from(CONCURRENCY)),
         "MiB",
         "memory per byte in flight: under 1 means bodies are streamed, not held whole",
     );
@@ -161,7 +235,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "upload MB/s, distinct images",
         fresh_mb,
         "the same uploads straight to images_service",
-        direct.median.upload_mb_per_sec.unwrap_or(f64::NAN),
+        m.direct.median.upload_mb_per_sec.unwrap_or(f64::NAN),
         "MB/s",
         "share of the service's own upload speed left through the gateway",
     );
@@ -169,24 +243,18 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "upload MB/s, distinct images",
         fresh_mb,
         "8 writers to the data directory",
-        disk_mb_per_sec,
+        m.disk_mb_per_sec,
         "MB/s",
         "share of the raw storage write speed",
     );
     part.compare(
         "upload MB/s, repeated image",
-        repeated.median.upload_mb_per_sec.unwrap_or(f64::NAN),
+        m.repeated.median.upload_mb_per_sec.unwrap_or(f64::NAN),
         "distinct images",
         fresh_mb,
         "MB/s",
         "what deduplication saves (no decode, no commit)",
     );
-    part.loads = vec![fresh, direct, repeated];
-    part.note(
-        "Distinct uploads: each request is its own `oha -n 1` (8 running at once, a new process per upload), \
-         so the latency columns are per upload and MB/s is over the wall time of the run.",
-    );
-    Ok(part)
 }
 
 /// Where distinct uploads go.

@@ -24,7 +24,6 @@ use xtask::{
         alert_rules, dashboard_queries, grafana_to_promql, monitoring_dir, DashboardQuery,
     },
     stack::{Ports, Stack, StackOptions},
-    tools,
 };
 
 /// Every scrape target of `monitoring/targets/*.json`, natively.
@@ -365,10 +364,6 @@ fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) 
 // ---------------------------------------------------------------------------------------------
 // The stack.
 
-fn env_dir(variable: &str, default: &str) -> PathBuf {
-    std::env::var_os(variable).map_or_else(|| tools::root().join(default), PathBuf::from)
-}
-
 fn start_stack(data_dir: PathBuf) -> Stack {
     let replica = BTreeMap::from([
         ("MAX_IN_FLIGHT".to_owned(), REPLICA_MAX_IN_FLIGHT.to_owned()),
@@ -390,11 +385,8 @@ fn start_stack(data_dir: PathBuf) -> Stack {
     ]);
     let options = StackOptions {
         data_dir,
-        bin_dir: env_dir("FORGETTABLE_BIN_DIR", "target/release"),
-        model_dir: env_dir(
-            "FORGETTABLE_TINY_MODEL_DIR",
-            "inference_service/tests/fixtures/tiny",
-        ),
+        bin_dir: system_tests::service_binaries().unwrap_or_else(|e| panic!("{e:#}")),
+        model_dir: system_tests::resmem_model_dir().unwrap_or_else(|e| panic!("{e:#}")),
         ports: Ports::free().expect("free ports"),
         env_overrides,
         with_prometheus: true,

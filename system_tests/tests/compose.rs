@@ -18,7 +18,7 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_norway::Value;
@@ -1452,9 +1452,8 @@ fn start_order(compose: &Compose, services: &[String]) -> Vec<String> {
 
 #[test]
 fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
-    let model_dir = PathBuf::from(required_env("FORGETTABLE_MODEL_DIR"));
-    let bin_dir = std::env::var_os("FORGETTABLE_BIN_DIR")
-        .map_or_else(|| root().join("target/release"), PathBuf::from);
+    let model_dir = system_tests::resmem_model_dir().unwrap_or_else(|e| panic!("{e:#}"));
+    let bin_dir = system_tests::service_binaries().unwrap_or_else(|e| panic!("{e:#}"));
 
     // The secrets as an operator creates them, with the committed generator.
     let project = tempfile::Builder::new()
@@ -1745,37 +1744,29 @@ fn swap_for_local(
 
 fn wait_until_ready(children: &mut Children, name: &str, port: u16) {
     let url = format!("http://127.0.0.1:{port}/readyz");
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(2))
-        .build();
-    let deadline = Instant::now() + Duration::from_secs(180);
     let (_, child, log) = children
         .0
         .iter_mut()
         .find(|(n, _, _)| n == name)
         .expect("child");
-    loop {
-        if let Ok(response) = agent.get(&url).call().map_err(Box::new) {
-            assert_eq!(response.status(), 200, "{name}: {url}");
-            assert_eq!(
-                response.header("x-served-by"),
-                Some(name),
-                "{name}: X-Served-By"
-            );
-            return;
-        }
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!(
-                "{name} exited with {status} before it was ready:\n{}\n{}",
-                log_tail(log),
-                log_tail(&log.with_extension("log.err"))
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} was not ready at {url} within 180 s:\n{}",
-            log_tail(log)
+    let ready = testkit::poll_until_ready_blocking(&url, Duration::from_secs(180), || {
+        child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| format!("{name} exited with {status}"))
+    });
+    if let Err(not_ready) = ready {
+        panic!(
+            "{name}: {not_ready}:\n{}\n{}",
+            log_tail(log),
+            log_tail(&log.with_extension("log.err"))
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
+    let response = ureq::get(&url).call().map_err(Box::new).expect("/readyz");
+    assert_eq!(
+        response.header("x-served-by"),
+        Some(name),
+        "{name}: X-Served-By"
+    );
 }

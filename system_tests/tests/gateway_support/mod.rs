@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -36,26 +35,9 @@ pub struct Shared {
 
 static SHARED: OnceLock<Mutex<Option<Result<Shared, String>>>> = OnceLock::new();
 
-fn required_dir(variable: &str, hint: &str) -> Result<PathBuf> {
-    match std::env::var_os(variable) {
-        Some(dir) => Ok(PathBuf::from(dir)),
-        None => bail!("{variable} is not set: {hint}"),
-    }
-}
-
-/// The model folder: `$FORGETTABLE_MODEL_DIR`, else the small committed test model.
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("FORGETTABLE_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| xtask::tools::root().join("inference_service/tests/fixtures/tiny"))
-}
-
 /// Options for a test stack on free ports in `dir`.
 pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
-    let bin_dir = required_dir(
-        "FORGETTABLE_BIN_DIR",
-        "run the tests with `cargo xtask test`, or build with `cargo build --release --bins` and set FORGETTABLE_BIN_DIR=target/release",
-    )?;
+    let bin_dir = system_tests::service_binaries()?;
     let mut env_overrides = BTreeMap::new();
     for name in USERS_NAMES {
         let mut env = BTreeMap::from([
@@ -77,7 +59,7 @@ pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
     Ok(StackOptions {
         data_dir: dir.to_path_buf(),
         bin_dir,
-        model_dir: model_dir(),
+        model_dir: system_tests::resmem_model_dir()?,
         ports: Ports::free()?,
         env_overrides,
         with_prometheus: false,

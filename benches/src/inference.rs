@@ -11,11 +11,11 @@ use serde::Deserialize;
 use super::{
     fixtures, machine,
     oha::{self, Limit, Load, RunStats},
-    prom::histogram_delta,
+    prom::{histogram_delta, Histogram},
     report::{LoadResult, PartReport},
     stats, Bench, Live, Part,
 };
-use crate::tools;
+use xtask::tools;
 
 /// The photo sent (public domain, from the inference tests' fixtures): a real JPEG, larger than
 /// the model input, so decoding and resizing are part of every request.
@@ -41,24 +41,58 @@ fn requests_for(concurrency: u32) -> u64 {
     }
 }
 
+/// What the service told about itself before the runs.
+struct Before {
+    pid: u32,
+    steady: machine::Memory,
+    load_seconds: f64,
+}
+
 pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     let mut part = super::new_part(Part::Inference, "Inference: POST /predict and the model");
     let port = live.ports().inference;
     let pid = super::pid_of(port)?;
-    let steady = machine::memory(pid)?;
-    let first = live.metrics(port)?;
-    let load_seconds = first.sum("inference_model_load_seconds", &[]);
-
-    // The benchmark turns the prediction cache off (INFERENCE_CACHE_ENTRIES=0) so a repeated
-    // photo runs the model every time; should a repeat still be a cache hit, every request gets
-    // an image of its own instead.
-    let photo = tools::root().join(PHOTO);
+    let before = Before {
+        pid,
+        steady: machine::memory(pid)?,
+        load_seconds: live.metrics(port)?.sum("inference_model_load_seconds", &[]),
+    };
     let photo_bytes =
-        std::fs::read(&photo).with_context(|| format!("reading {}", photo.display()))?;
+        std::fs::read(tools::root().join(PHOTO)).with_context(|| format!("reading {PHOTO}"))?;
+    let distinct = repeats_hit_the_cache(live, &photo_bytes)?;
+    let (loads, forward) = measure_loads(bench, live, distinct)?;
+    let after = machine::memory(before.pid)?;
+    let ort = onnx_runtime(bench)?;
+
+    let tract_mean = forward.mean() * 1000.0;
+    let ort_mean = stats::median(ort.forward_ms.iter().copied());
+    model_figures(&mut part, &forward, &ort, before.load_seconds);
+    memory_figures(&mut part, &before.steady, &after);
+    for load in &loads {
+        part.figure(
+            &format!("images/s at c={}", load.concurrency),
+            load.median.ok_per_sec,
+            "1/s",
+            "2xx/s, median of runs",
+        );
+    }
+    comparisons(&mut part, bench, &loads, tract_mean, ort_mean);
+    part.loads = loads;
+    notes(&mut part, distinct, photo_bytes.len());
+    Ok(part)
+}
+
+/// Sends the photo twice and says whether the second answer came from the prediction cache.
+/// The benchmark turns the cache off (INFERENCE_CACHE_ENTRIES=0) so a repeated photo runs the
+/// model every time; should a repeat still be a cache hit, every request gets an image of its
+/// own instead.
+fn repeats_hit_the_cache(live: &Live, photo_bytes: &[u8]) -> Result<bool> {
+    let port = live.ports().inference;
+    let first = live.metrics(port)?;
     for _ in 0..2 {
         let (status, body) = live.http.post_bytes(
             &live.http.url("inference", "/predict"),
-            &photo_bytes,
+            photo_bytes,
             PHOTO_TYPE,
             &live.token,
         )?;
@@ -78,46 +112,25 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         },
         if distinct { "" } else { "not " }
     ));
+    Ok(distinct)
+}
 
+/// The load at concurrency 1, 2 and 8, and the forward-time histogram of the c=1 runs.
+fn measure_loads(
+    bench: &Bench,
+    live: &Live,
+    distinct: bool,
+) -> Result<(Vec<LoadResult>, Histogram)> {
+    let port = live.ports().inference;
     let mut seed = 10_000;
     let mut loads = Vec::new();
     let mut forward = None;
     for concurrency in [1u32, 2, 8] {
-        let name = scenario(concurrency);
         let before = live.metrics(port)?;
         let result = if distinct {
-            let mut runs = Vec::new();
-            for run in 1..=bench.runs {
-                let mut images = Vec::new();
-                for _ in 0..requests_for(concurrency) {
-                    seed += 1;
-                    let path = bench.scratch(&format!("predict-{seed}.png"));
-                    fixtures::write_noise_png(&path, IMAGE_SIDE, IMAGE_SIDE, seed)?;
-                    images.push(path);
-                }
-                let stats = distinct_requests(bench, live, &images, concurrency)?;
-                super::progress(&name, run, bench.runs, &stats);
-                runs.push(stats);
-            }
-            LoadResult {
-                scenario: name,
-                concurrency,
-                median: oha::median_stats(&runs),
-                runs,
-            }
+            distinct_load(bench, live, concurrency, &mut seed)?
         } else {
-            bench.measure(
-                &name,
-                &Load::post(
-                    live.web("/predict"),
-                    &photo,
-                    PHOTO_TYPE,
-                    concurrency,
-                    Limit::Requests(requests_for(concurrency)),
-                )
-                .header("Host", "inference.localhost")
-                .header("Authorization", &live.bearer()),
-            )?
+            photo_load(bench, live, concurrency)?
         };
         if concurrency == 1 {
             forward = Some(histogram_delta(
@@ -129,17 +142,59 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         }
         loads.push(result);
     }
-    let after = machine::memory(pid)?;
-    let forward = forward.context("no concurrency-1 runs")?;
+    Ok((loads, forward.context("no concurrency-1 runs")?))
+}
 
-    let ort = onnx_runtime(bench)?;
-    let ort_mean = stats::median(ort.forward_ms.iter().copied());
-    let tract_mean = forward.mean() * 1000.0;
+/// `bench.runs` runs of one noise image per request, `concurrency` at a time.
+fn distinct_load(
+    bench: &Bench,
+    live: &Live,
+    concurrency: u32,
+    seed: &mut u64,
+) -> Result<LoadResult> {
+    let name = scenario(concurrency);
+    let mut runs = Vec::new();
+    for run in 1..=bench.runs {
+        let mut images = Vec::new();
+        for _ in 0..requests_for(concurrency) {
+            *seed += 1;
+            let path = bench.scratch(&format!("predict-{seed}.png"));
+            fixtures::write_noise_png(&path, IMAGE_SIDE, IMAGE_SIDE, *seed)?;
+            images.push(path);
+        }
+        let stats = distinct_requests(bench, live, &images, concurrency)?;
+        super::progress(&name, run, bench.runs, &stats);
+        runs.push(stats);
+    }
+    Ok(LoadResult {
+        scenario: name,
+        concurrency,
+        median: oha::median_stats(&runs),
+        runs,
+    })
+}
 
-    let c1 = &loads[0].median;
+/// The same photo in every request, `oha -c concurrency`.
+fn photo_load(bench: &Bench, live: &Live, concurrency: u32) -> Result<LoadResult> {
+    bench.measure(
+        &scenario(concurrency),
+        &Load::post(
+            live.web("/predict"),
+            &tools::root().join(PHOTO),
+            PHOTO_TYPE,
+            concurrency,
+            Limit::Requests(requests_for(concurrency)),
+        )
+        .header("Host", "inference.localhost")
+        .header("Authorization", &live.bearer()),
+    )
+}
+
+/// Forward and load times of tract in the service and of ONNX Runtime.
+fn model_figures(part: &mut PartReport, forward: &Histogram, ort: &OrtResult, load_seconds: f64) {
     part.figure(
         "tract forward, batch 1, mean",
-        tract_mean,
+        forward.mean() * 1000.0,
         "ms",
         &format!("`inference_seconds` over {} requests at c=1", forward.count),
     );
@@ -157,7 +212,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     );
     part.figure(
         "ONNX Runtime forward, batch 1, median",
-        ort_mean,
+        stats::median(ort.forward_ms.iter().copied()),
         "ms",
         &format!(
             "onnxruntime {} CPU, {THREADS} thread(s), {ORT_RUNS} runs after a warm-up",
@@ -176,6 +231,10 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "ms",
         "`inference_model_load_seconds`",
     );
+}
+
+/// Resident memory of inference_service before and after the runs.
+fn memory_figures(part: &mut PartReport, steady: &machine::Memory, after: &machine::Memory) {
     part.figure(
         "inference_service RSS, model loaded, idle",
         steady.rss_mib,
@@ -194,14 +253,15 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "MiB",
         "VmHWM since start (includes loading)",
     );
-    for load in &loads {
-        part.figure(
-            &format!("images/s at c={}", load.concurrency),
-            load.median.ok_per_sec,
-            "1/s",
-            "2xx/s, median of runs",
-        );
-    }
+}
+
+fn comparisons(
+    part: &mut PartReport,
+    bench: &Bench,
+    loads: &[LoadResult],
+    tract_mean: f64,
+    ort_mean: f64,
+) {
     part.compare(
         "tract forward (service) mean",
         tract_mean,
@@ -212,7 +272,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     );
     part.compare(
         "`POST /predict` p50 at c=1",
-        c1.p50_ms,
+        loads[0].median.p50_ms,
         "tract forward mean",
         tract_mean,
         "ms",
@@ -231,7 +291,9 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
             ),
         );
     }
-    part.loads = loads;
+}
+
+fn notes(part: &mut PartReport, distinct: bool, photo_len: usize) {
     if distinct {
         part.note(format!(
             "The service answered a repeated image from its cache, so each request sent its own \
@@ -241,7 +303,7 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         part.note(format!(
             "Every request sends `{PHOTO}` ({} KiB JPEG); the prediction cache is off for the \
              benchmark (`INFERENCE_CACHE_ENTRIES=0`), so each request decodes, resizes and runs the model.",
-            photo_bytes.len() / 1024
+            photo_len / 1024
         ));
     }
     part.note(format!(
@@ -249,7 +311,6 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
          only the forward pass), ONNX Runtime in Python on a random input of the model's shape; both \
          with {THREADS} thread(s). The service runs `INFERENCE_WORKERS` = 2 forwards at once by default."
     ));
-    Ok(part)
 }
 
 /// Sends each image once, `concurrency` at a time, each with its own `oha -n 1`.
@@ -346,7 +407,7 @@ print(json.dumps({"version": ort.__version__, "load_seconds": load_seconds, "for
 
 fn onnx_runtime(bench: &Bench) -> Result<OrtResult> {
     // The same pinned onnxruntime the model converter checks its output with.
-    crate::model::ensure_python()?;
+    xtask::model::ensure_python()?;
     let script = bench.scratch("ort_forward.py");
     std::fs::write(&script, ORT_SCRIPT)?;
     super::step(format!(

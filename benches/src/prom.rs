@@ -175,7 +175,7 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn mean(&self) -> f64 {
-        crate::bench::stats::ratio(self.sum, self.count)
+        crate::stats::ratio(self.sum, self.count)
     }
 
     /// Estimated quantile by linear interpolation inside the bucket, as PromQL's

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::tools::{self, step};
+use xtask::tools::{self, step};
 
 /// The oha release the suite measures with (a newer one may count differently).
 pub const OHA_VERSION: &str = "1.16.0";
@@ -26,7 +26,7 @@ pub fn ensure() -> Result<PathBuf> {
         "installing the load generator: cargo install oha --locked --version {OHA_VERSION} --root .tools (a few minutes, once)"
     ));
     tools::run(
-        Command::new("cargo")
+        xtask::cargo::command()
             .args([
                 "install",
                 "oha",
@@ -270,7 +270,7 @@ impl RunStats {
 
 /// The median of several runs, field by field (each figure's own median).
 pub fn median_stats(runs: &[RunStats]) -> RunStats {
-    let m = |f: fn(&RunStats) -> f64| crate::bench::stats::median(runs.iter().map(f));
+    let m = |f: fn(&RunStats) -> f64| crate::stats::median(runs.iter().map(f));
     let mut statuses = BTreeMap::new();
     for run in runs {
         for (k, v) in &run.statuses {
@@ -297,7 +297,7 @@ pub fn median_stats(runs: &[RunStats]) -> RunStats {
 /// One figure set from many single-request oha runs (`-n 1`) that ran side by side over
 /// `wall_seconds`: latencies are percentiles of the individual requests, rates use the wall time.
 pub fn combine_singles(singles: &[RunStats], wall_seconds: f64, body_bytes: u64) -> RunStats {
-    use crate::bench::stats::percentile;
+    use crate::stats::percentile;
     let latencies = || singles.iter().map(|r| r.mean_ms);
     let answered: u64 = singles.iter().map(|r| r.answered).sum();
     let ok: u64 = singles.iter().map(|r| r.ok).sum();
@@ -334,9 +334,7 @@ pub fn combine_singles(singles: &[RunStats], wall_seconds: f64, body_bytes: u64)
 
 fn median_of_some(runs: &[RunStats], f: fn(&RunStats) -> Option<f64>) -> Option<f64> {
     let values: Option<Vec<f64>> = runs.iter().map(f).collect();
-    values
-        .filter(|v| !v.is_empty())
-        .map(crate::bench::stats::median)
+    values.filter(|v| !v.is_empty()).map(crate::stats::median)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::{
     report::{LoadResult, PartReport},
     Bench, Live, Part, PASSWORD,
 };
-use crate::stack::USERS_NAMES;
+use xtask::stack::USERS_NAMES;
 
 const LOGIN_ONE: &str = "POST /login via Traefik, one at a time";
 const LOGIN: &str = "POST /login via Traefik (round robin over 3 replicas)";
@@ -60,8 +60,47 @@ fn with_hash_times(
     Ok((result, hash))
 }
 
+/// Logins one at a time and under load, each with the hash times the replicas reported.
+struct Logins {
+    concurrency: u32,
+    one: LoadResult,
+    alone: prom::Histogram,
+    loaded: LoadResult,
+    contended: prom::Histogram,
+}
+
 pub fn run(bench: &Bench, live: &Live, me_at_32: Option<LoadResult>) -> Result<PartReport> {
     let mut part = super::new_part(Part::Users, "Users: login and GET /me");
+    let logins = measure_logins(bench, live)?;
+    login_figures(&mut part, bench, &logins);
+    part.loads.push(logins.one);
+    part.loads.push(logins.loaded);
+
+    let me = match me_at_32 {
+        Some(me) => me,
+        None => bench.measure(gateway::ME_VIA_GATEWAY, &gateway::me_via_gateway(live))?,
+    };
+    part.figure(
+        "`GET /me` at concurrency 32 via gateway",
+        me.median.ok_per_sec,
+        "req/s",
+        &format!(
+            "2xx/s, {} cores; see the gateway part for the direct baseline",
+            bench.cores
+        ),
+    );
+    part.loads.push(me);
+    part.note(format!(
+        "argon2id cost: the service defaults (docs/configuration.md: 19456 KiB, t=2, p=1), at most \
+         `ARGON2_MAX_CONCURRENT` = cores hashes at once per replica; {} replicas share {} cores. \
+         Login rate limits are raised for the benchmark only.",
+        USERS_NAMES.len() - 1,
+        bench.cores
+    ));
+    Ok(part)
+}
+
+fn measure_logins(bench: &Bench, live: &Live) -> Result<Logins> {
     let body = bench.scratch("login.json");
     std::fs::write(
         &body,
@@ -85,9 +124,19 @@ pub fn run(bench: &Bench, live: &Live, me_at_32: Option<LoadResult>) -> Result<P
         LOGIN,
         &login(concurrency, 20 * u64::from(concurrency)),
     )?;
+    Ok(Logins {
+        concurrency,
+        one,
+        alone,
+        loaded,
+        contended,
+    })
+}
 
-    let hash_ms = alone.mean() * 1000.0;
-    let (o, l) = (&one.median, &loaded.median);
+fn login_figures(part: &mut PartReport, bench: &Bench, logins: &Logins) {
+    let concurrency = logins.concurrency;
+    let hash_ms = logins.alone.mean() * 1000.0;
+    let (o, l) = (&logins.one.median, &logins.loaded.median);
     let per_core = l.ok_per_sec / bench.cores as f64;
     part.figure(
         "login p50, one at a time",
@@ -125,12 +174,12 @@ pub fn run(bench: &Bench, live: &Live, me_at_32: Option<LoadResult>) -> Result<P
         "ms",
         &format!(
             "`users_argon2_seconds` growth over {} one-at-a-time logins",
-            alone.count
+            logins.alone.count
         ),
     );
     part.figure(
         &format!("argon2id hash wall time at c={concurrency}, mean"),
-        contended.mean() * 1000.0,
+        logins.contended.mean() * 1000.0,
         "ms",
         "includes waiting for a core: 3 replicas × `ARGON2_MAX_CONCURRENT` hashes share the cores",
     );
@@ -150,29 +199,4 @@ pub fn run(bench: &Bench, live: &Live, me_at_32: Option<LoadResult>) -> Result<P
         "ms",
         "login latency in hash times (HTTP, gateway, database, token signing on top)",
     );
-    part.loads.push(one);
-    part.loads.push(loaded);
-
-    let me = match me_at_32 {
-        Some(me) => me,
-        None => bench.measure(gateway::ME_VIA_GATEWAY, &gateway::me_via_gateway(live))?,
-    };
-    part.figure(
-        "`GET /me` at concurrency 32 via gateway",
-        me.median.ok_per_sec,
-        "req/s",
-        &format!(
-            "2xx/s, {} cores; see the gateway part for the direct baseline",
-            bench.cores
-        ),
-    );
-    part.loads.push(me);
-    part.note(format!(
-        "argon2id cost: the service defaults (docs/configuration.md: 19456 KiB, t=2, p=1), at most \
-         `ARGON2_MAX_CONCURRENT` = cores hashes at once per replica; {} replicas share {} cores. \
-         Login rate limits are raised for the benchmark only.",
-        USERS_NAMES.len() - 1,
-        bench.cores
-    ));
-    Ok(part)
 }

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{report::PartReport, stats, Bench, Live, Part};
-use crate::{stack::ProcessSpec, tools};
+use xtask::{stack::ProcessSpec, tools};
 
 /// The services measured, by launcher process name.
 const SERVICES: [&str; 3] = ["users-1", "images", "inference"];

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use super::{
     fixtures, gateway,
     oha::{Limit, Load},
-    report::PartReport,
+    report::{LoadResult, PartReport},
     Bench, Live, Part,
 };
 
@@ -74,6 +74,21 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
     let me = bench.measure(gateway::ME_DIRECT, &gateway::me_direct(live))?;
     let floor = bench.measure(gateway::FLOOR, &gateway::floor(live))?;
 
+    compare(&mut part, [&direct, &via, &file, &me, &floor]);
+    part.loads = vec![direct, via, file, me, floor];
+    part.note(format!(
+        "A {bytes}-byte noise PNG, concurrency {}, {SECONDS} s per run. The download is authenticated (Bearer \
+         token verified by images_service), reads the metadata row (SQLite) and reads the blob from the local \
+         object store (whole, as every image up to 256 KiB); nginx serves the same bytes with no check at all.",
+        gateway::CONCURRENCY
+    ));
+    Ok(part)
+}
+
+/// The download figures against their anchors: `loads` are direct, via the gateway, nginx's
+/// file, `GET /me` direct and the gateway's floor.
+fn compare(part: &mut PartReport, loads: [&LoadResult; 5]) {
+    let [direct, via, file, me, floor] = loads;
     let (d, v, n) = (&direct.median, &via.median, &file.median);
     part.compare(
         "download req/s direct",
@@ -116,14 +131,6 @@ pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
         "ms",
         "latency multiple at the median",
     );
-    part.loads = vec![direct, via, file, me, floor];
-    part.note(format!(
-        "A {bytes}-byte noise PNG, concurrency {}, {SECONDS} s per run. The download is authenticated (Bearer \
-         token verified by images_service), reads the metadata row (SQLite) and reads the blob from the local \
-         object store (whole, as every image up to 256 KiB); nginx serves the same bytes with no check at all.",
-        gateway::CONCURRENCY
-    ));
-    Ok(part)
 }
 
 /// Uploads the PNG through the gateway and returns its image id.
@@ -153,7 +160,7 @@ struct FileServer {
 
 impl FileServer {
     fn start(bench: &Bench, root: &Path) -> Result<Self> {
-        let port = crate::tools::free_port()?;
+        let port = xtask::tools::free_port()?;
         let prefix = bench.scratch("nginx");
         std::fs::create_dir_all(&prefix)?;
         let config = prefix.join("nginx.conf");
@@ -169,7 +176,7 @@ impl FileServer {
                 root = root.display(),
             ),
         )?;
-        let child = Command::new(crate::stack::nginx_bin())
+        let child = Command::new(xtask::stack::nginx_bin())
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
@@ -179,7 +186,7 @@ impl FileServer {
             .spawn()
             .context("starting nginx for the file anchor")?;
         let server = Self { child, port };
-        crate::tools::wait_for_http(
+        xtask::tools::wait_for_http(
             &format!("http://127.0.0.1:{port}/image.png"),
             Duration::from_secs(10),
         )?;
