@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use common::config::{ImageLimits, LogFormat, ServerSettings};
+use common::{
+    config::{ImageLimits, LogFormat, ServerSettings},
+    service::Service,
+};
 use image::{ImageFormat, RgbImage, RgbaImage};
 use images_service::{config::Settings, startup::Application};
 use reqwest::{multipart, Response, StatusCode};
