@@ -263,37 +263,6 @@ pub fn jpeg(width: u32, height: u32, seed: u8) -> Vec<u8> {
     encoded(ImageFormat::Jpeg, width, height, seed)
 }
 
-/// A PNG signature and IHDR chunk (valid CRC) claiming `width`×`height`, with one tiny IDAT and
-/// IEND: a decompression bomb's header without the bomb.
-pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(
-            &u32::try_from(data.len())
-                .expect("chunk length")
-                .to_be_bytes(),
-        );
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
-    }
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 /// What a raw streamed upload saw.
 pub struct StreamOutcome {
     /// The response status, when one arrived before the connection closed.
