@@ -172,6 +172,11 @@ impl TestApp {
         metric_value(&self.client, &self.address, prefix).await
     }
 
+    /// The whole `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        metrics_text(&self.client, &self.address).await
+    }
+
     /// Every file under the blob directory, relative to it.
     pub fn stored_files(&self) -> Vec<String> {
         files_under(&self.store_dir)
@@ -186,15 +191,20 @@ fn new_user(keys: &TestKeys) -> TestUser {
     }
 }
 
-pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
-    let text = client
+/// The `/metrics` page of the service at `address`.
+pub async fn metrics_text(client: &reqwest::Client, address: &str) -> String {
+    client
         .get(format!("{address}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
+        .expect("text")
+}
+
+pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
+    let text = metrics_text(client, address).await;
     text.lines()
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
