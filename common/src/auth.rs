@@ -109,11 +109,33 @@ pub fn key_id(public_key: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest)[..16].to_owned()
 }
 
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow it.
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// `der` as PEM text under `label` (`PRIVATE KEY`, `PUBLIC KEY`), 64 base64 characters a line.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A raw 32-byte Ed25519 public key as a SubjectPublicKeyInfo `PUBLIC KEY` PEM (what
+/// `JWT_PUBLIC_KEY_FILE` holds).
+pub fn ed25519_public_key_pem(public_key: &[u8]) -> String {
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public_key);
+    pem("PUBLIC KEY", &der)
+}
+
 /// The raw 32-byte key inside an Ed25519 `PUBLIC KEY` PEM (SubjectPublicKeyInfo).
 pub fn ed25519_public_key_from_pem(pem: &str) -> anyhow::Result<Vec<u8>> {
-    const SPKI_PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64::engine::general_purpose::STANDARD.decode(body.trim())?;
     anyhow::ensure!(

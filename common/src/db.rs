@@ -204,6 +204,16 @@ mod tests {
         (dir, pool)
     }
 
+    /// [`sqlite_with_things`] holding the row ('1', 'o', 'd', 'n').
+    async fn sqlite_with_one_thing() -> (tempfile::TempDir, AnyPool) {
+        let (dir, pool) = sqlite_with_things().await;
+        sqlx::query("INSERT INTO things (id, owner, digest, name) VALUES ('1', 'o', 'd', 'n')")
+            .execute(&pool)
+            .await
+            .expect("first row");
+        (dir, pool)
+    }
+
     async fn insert(
         pool: &AnyPool,
         id: &str,
@@ -223,11 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_unique_violation_is_told_apart_on_sqlite() {
-        let (_dir, pool) = sqlite_with_things().await;
-        sqlx::query("INSERT INTO things (id, owner, digest, name) VALUES ('1', 'o', 'd', 'n')")
-            .execute(&pool)
-            .await
-            .expect("first row");
+        let (_dir, pool) = sqlite_with_one_thing().await;
 
         let same_pair = insert(&pool, "2", "o", "d", "other").await;
         assert!(PAIR.is_violated_by(&same_pair), "{same_pair}");
@@ -244,11 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subset_of_the_columns_is_another_constraint() {
-        let (_dir, pool) = sqlite_with_things().await;
-        sqlx::query("INSERT INTO things (id, owner, digest, name) VALUES ('1', 'o', 'd', 'n')")
-            .execute(&pool)
-            .await
-            .expect("first row");
+        let (_dir, pool) = sqlite_with_one_thing().await;
         let same_pair = insert(&pool, "2", "o", "d", "other").await;
         let owner_only = UniqueConstraint {
             name: "things_owner_key",

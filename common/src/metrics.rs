@@ -86,6 +86,27 @@ impl Metrics {
         Ok(collector)
     }
 
+    /// Registers a service's own counter.
+    pub fn counter(&self, name: &str, help: &str) -> anyhow::Result<IntCounter> {
+        self.register(IntCounter::new(name, help)?)
+    }
+
+    /// Registers a service's own counter with one label, each of `values` created at zero so
+    /// dashboards see zeros rather than gaps.
+    pub fn counter_by(
+        &self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[&str],
+    ) -> anyhow::Result<IntCounterVec> {
+        let counter = self.register(IntCounterVec::new(Opts::new(name, help), &[label])?)?;
+        for value in values {
+            counter.with_label_values(&[value]);
+        }
+        Ok(counter)
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

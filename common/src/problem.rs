@@ -109,6 +109,12 @@ impl Problem {
             "Something went wrong on our side. Quote the request id if you report it.",
         )
     }
+    /// [`Problem::internal`] for a request that failed on our side: `cause`, with its context
+    /// chain, goes to the logs only.
+    pub fn unexpected(cause: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{cause:#}"), "request failed");
+        Self::internal()
+    }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));

@@ -1,8 +1,8 @@
 //! The binary every service shares: the `serve | healthcheck` command line (plus a service's own
 //! subcommands), logging, running the application until SIGTERM/SIGINT, and the exit code.
 //!
-//! A service implements [`Service`] for its `startup::Application`; its `main.rs` then reads
-//! `common::service::main::<Application>().await`.
+//! A service implements [`ServiceSettings`] for its `config::Settings` and [`Service`] for its
+//! `startup::Application`; its `main.rs` then reads `common::service::main::<Application>().await`.
 
 use std::{future::Future, net::SocketAddr, process::ExitCode, sync::Arc};
 
@@ -12,10 +12,28 @@ use crate::{
     auth::TokenVerifier,
     config::{ConfigError, ServerSettings},
     healthcheck,
-    server::shutdown_signal,
+    server::{self, shutdown_signal},
 };
 
-/// A service's application, as the shared binary builds and runs it.
+/// A service's typed settings, as the shared binary reads them.
+pub trait ServiceSettings: Sized {
+    /// `LISTEN_ADDR` when it is not set (`healthcheck` asks this address).
+    const DEFAULT_LISTEN_ADDR: &'static str;
+    /// `INSTANCE_NAME` when it is not set.
+    const DEFAULT_INSTANCE_NAME: &'static str;
+
+    /// Reads and validates every variable, naming the first bad one.
+    fn from_env() -> Result<Self, ConfigError>;
+    /// The part of the settings every service has (log format, address, instance name).
+    fn server(&self) -> &ServerSettings;
+
+    /// The [`ServerSettings`] read with this service's defaults.
+    fn server_from_env() -> Result<ServerSettings, ConfigError> {
+        ServerSettings::from_env(Self::DEFAULT_LISTEN_ADDR, Self::DEFAULT_INSTANCE_NAME)
+    }
+}
+
+/// A service's application, as the shared binary and the tests build and run it.
 pub trait Service: Sized {
     /// The binary's name, as logs and error messages say it.
     const NAME: &'static str;
@@ -23,27 +41,29 @@ pub trait Service: Sized {
     const ABOUT: &'static str;
     /// The service crate's version (`env!("CARGO_PKG_VERSION")` there).
     const VERSION: &'static str;
-    /// `LISTEN_ADDR` when it is not set (`healthcheck` asks this address).
-    const DEFAULT_LISTEN_ADDR: &'static str;
-    /// `INSTANCE_NAME` when it is not set.
-    const DEFAULT_INSTANCE_NAME: &'static str;
 
     /// Everything the service reads from its environment.
-    type Settings;
+    type Settings: ServiceSettings;
 
-    /// Reads and validates the settings, naming the first bad variable.
-    fn settings_from_env() -> Result<Self::Settings, ConfigError>;
-    /// The part of the settings every service has (log format, address, instance name).
-    fn server_settings(settings: &Self::Settings) -> &ServerSettings;
     /// Connects what the service needs and binds its listener.
-    fn start(settings: Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
-    /// The address the listener is bound to.
-    fn bound_addr(&self) -> std::io::Result<SocketAddr>;
+    fn build(settings: Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
+    /// The bound HTTP server.
+    fn server(&self) -> &server::Application;
     /// Serves until `shutdown` completes (or the service cannot go on).
-    fn serve(
+    fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = anyhow::Result<()>>;
+
+    /// The address the listener is bound to.
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.server().local_addr()
+    }
+
+    /// The port the listener is bound to.
+    fn port(&self) -> u16 {
+        self.server().port()
+    }
 }
 
 /// The command line of every service; `E` holds a service's own subcommands.
@@ -84,15 +104,18 @@ where
     let own = match parse::<S, E>().command.unwrap_or(Command::Serve) {
         // Before reading the settings: a health check must not fail on a variable it never uses.
         Command::Healthcheck => {
-            return healthcheck::run_from_env(S::DEFAULT_LISTEN_ADDR, S::DEFAULT_INSTANCE_NAME)
-                .await
+            return healthcheck::run_from_env(
+                S::Settings::DEFAULT_LISTEN_ADDR,
+                S::Settings::DEFAULT_INSTANCE_NAME,
+            )
+            .await
         }
         Command::Serve => None,
         Command::Own(command) => Some(command),
     };
     let outcome = async {
-        let settings = S::settings_from_env()?;
-        crate::telemetry::init(S::server_settings(&settings).log_format);
+        let settings = S::Settings::from_env()?;
+        crate::telemetry::init(settings.server().log_format);
         match own {
             Some(command) => run(settings, command).await,
             None => serve::<S>(settings).await,
@@ -112,10 +135,10 @@ fn parse<S: Service, E: Subcommand>() -> Cli<E> {
 
 /// `serve`: builds the application and runs it until SIGTERM/SIGINT.
 async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
-    let instance = S::server_settings(&settings).instance_name.clone();
-    let application = S::start(settings).await?;
-    tracing::info!(addr = %application.bound_addr()?, instance, "{} listening", S::NAME);
-    application.serve(shutdown_signal()).await?;
+    let instance = settings.server().instance_name.clone();
+    let application = S::build(settings).await?;
+    tracing::info!(addr = %application.local_addr()?, instance, "{} listening", S::NAME);
+    application.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("{} stopped", S::NAME);
     Ok(())
 }

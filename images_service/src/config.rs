@@ -1,11 +1,9 @@
 //! The service's settings, read from the environment and validated at start.
 
-use common::config::{database_url, var_or, ConfigError, DatabaseUrl, ImageLimits, ServerSettings};
-
-/// Where images_service listens unless `LISTEN_ADDR` says otherwise.
-pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8201";
-/// The instance name unless `INSTANCE_NAME` says otherwise.
-pub const DEFAULT_INSTANCE_NAME: &str = "images";
+use common::{
+    config::{database_url, var_or, ConfigError, DatabaseUrl, ImageLimits, ServerSettings},
+    service::ServiceSettings,
+};
 
 /// Everything images_service is configured with.
 #[derive(Debug, Clone)]
@@ -20,12 +18,14 @@ pub struct Settings {
     pub limits: ImageLimits,
 }
 
-impl Settings {
-    /// Reads every variable, failing with a message that names the first bad one.
-    pub fn from_env() -> Result<Self, ConfigError> {
+impl ServiceSettings for Settings {
+    const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:8201";
+    const DEFAULT_INSTANCE_NAME: &'static str = "images";
+
+    fn from_env() -> Result<Self, ConfigError> {
         let limits = ImageLimits::from_env()?;
         let settings = Self {
-            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
+            server: Self::server_from_env()?,
             database_url: database_url("sqlite://data/images.db")?,
             blob_store_url: var_or("BLOB_STORE_URL", "file://data/blobs".to_owned())?,
             limits,
@@ -34,6 +34,12 @@ impl Settings {
         Ok(settings)
     }
 
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+}
+
+impl Settings {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits.validate()?;

@@ -58,10 +58,7 @@ impl From<Error> for Problem {
             Error::Image(rejection) => rejection.into(),
             Error::BadMultipart(_) => Problem::bad_request(detail),
             Error::NotFound => Problem::not_found(detail),
-            Error::Unexpected(cause) => {
-                tracing::error!(error = ?cause, "request failed");
-                Problem::internal()
-            }
+            Error::Unexpected(cause) => Problem::unexpected(cause),
         }
     }
 }
@@ -78,23 +75,20 @@ mod tests {
 
     use super::*;
 
+    /// An image rejection keeps the status common::imaging gives it (each one is tested there).
     #[test]
     fn each_rejection_maps_to_its_status() {
         let cases = [
             (Error::MissingFile, StatusCode::UNPROCESSABLE_ENTITY),
-            (Rejection::Empty.into(), StatusCode::UNPROCESSABLE_ENTITY),
             (
                 Rejection::TooLarge { limit: 1 }.into(),
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
             (
-                Rejection::UnsupportedType.into(),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ),
-            (
-                Rejection::TooManyPixels("x".into()).into(),
+                Error::Validation("x".into()),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
+            (Error::BadMultipart("x".into()), StatusCode::BAD_REQUEST),
             (Error::NotFound, StatusCode::NOT_FOUND),
         ];
         for (error, status) in cases {

@@ -2,7 +2,7 @@
 //! `docs/configuration.md`).
 
 use common::metrics::Metrics;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec};
 
 /// Every reason an upload can be refused, as the `reason` label.
 pub const REJECTION_REASONS: [&str; 6] = [
@@ -27,34 +27,29 @@ pub struct ImagesMetrics {
 impl ImagesMetrics {
     /// Creates the counters and registers them with `metrics`.
     pub fn register(metrics: &Metrics) -> anyhow::Result<Self> {
-        let rejections = metrics.register(IntCounterVec::new(
-            Opts::new(
-                "images_upload_rejections_total",
-                "Uploads refused, by reason.",
-            ),
-            &["reason"],
-        )?)?;
-        for reason in REJECTION_REASONS {
-            rejections.with_label_values(&[reason]);
-        }
         Ok(Self {
-            uploads: metrics.register(IntCounter::new(
+            uploads: metrics.counter(
                 "images_uploads_total",
                 "Images stored (new, not deduplicated).",
-            )?)?,
-            upload_bytes: metrics.register(IntCounter::new(
+            )?,
+            upload_bytes: metrics.counter(
                 "images_upload_bytes_total",
                 "Bytes of images stored (new, not deduplicated).",
-            )?)?,
-            rejections,
-            deduplicated: metrics.register(IntCounter::new(
+            )?,
+            rejections: metrics.counter_by(
+                "images_upload_rejections_total",
+                "Uploads refused, by reason.",
+                "reason",
+                &REJECTION_REASONS,
+            )?,
+            deduplicated: metrics.counter(
                 "images_deduplicated_total",
                 "Uploads answered with the user's existing image of the same bytes.",
-            )?)?,
-            orphans_swept: metrics.register(IntCounter::new(
+            )?,
+            orphans_swept: metrics.counter(
                 "images_orphans_swept_total",
                 "Blobs without a metadata row and stale temporaries removed by the start-up sweep.",
-            )?)?,
+            )?,
         })
     }
 }

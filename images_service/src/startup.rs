@@ -1,11 +1,10 @@
 //! Building and running the service: database, blob store, start-up sweep, router, listener.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use common::{
     auth::TokenVerifier,
-    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
@@ -25,13 +24,8 @@ pub struct Application {
 
 impl Application {
     /// Opens the database (migrating it) and the blob store, sweeps what a crash left behind,
-    /// and binds the listener; access tokens are checked with the keys `JWKS_URL` or
-    /// `JWT_PUBLIC_KEY_FILE` names.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
-    }
-
-    /// [`Application::build`] with the given token verifier (tests pass their own key).
+    /// and binds the listener; access tokens are checked with `verifier` ([`Service::build`]
+    /// reads the keys `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` names; tests pass their own key).
     pub async fn build_with_verifier(
         settings: Settings,
         verifier: Arc<TokenVerifier>,
@@ -78,53 +72,28 @@ impl Application {
         let server = server::Application::bind_from_settings(&settings.server, router).await?;
         Ok(Self { server })
     }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        Ok(self.server.run_until_stopped(shutdown).await?)
-    }
 }
 
 impl Service for Application {
     const NAME: &'static str = "images_service";
     const ABOUT: &'static str = "Forgettable Images: image upload, listing, download and deletion";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
-    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
     type Settings = Settings;
 
-    fn settings_from_env() -> Result<Settings, ConfigError> {
-        Settings::from_env()
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
     }
 
-    fn server_settings(settings: &Settings) -> &ServerSettings {
-        &settings.server
+    fn server(&self) -> &server::Application {
+        &self.server
     }
 
-    async fn start(settings: Settings) -> anyhow::Result<Self> {
-        Self::build(settings).await
-    }
-
-    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
-        self.local_addr()
-    }
-
-    async fn serve(
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
+        Ok(self.server.run_until_stopped(shutdown).await?)
     }
 }
 

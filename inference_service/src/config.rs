@@ -2,12 +2,10 @@
 
 use std::path::PathBuf;
 
-use common::config::{var, var_or, ConfigError, ImageLimits, ServerSettings};
-
-/// Where inference_service listens unless `LISTEN_ADDR` says otherwise.
-pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8301";
-/// The instance name unless `INSTANCE_NAME` says otherwise.
-pub const DEFAULT_INSTANCE_NAME: &str = "inference";
+use common::{
+    config::{var, var_or, ConfigError, ImageLimits, ServerSettings},
+    service::ServiceSettings,
+};
 
 /// How many model runs happen at once and how many requests may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +49,14 @@ pub struct Settings {
     pub cache_entries: u64,
 }
 
-impl Settings {
-    /// Reads every variable, failing with a message that names the first bad one.
-    pub fn from_env() -> Result<Self, ConfigError> {
+impl ServiceSettings for Settings {
+    const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:8301";
+    const DEFAULT_INSTANCE_NAME: &'static str = "inference";
+
+    fn from_env() -> Result<Self, ConfigError> {
         let pool = PoolSettings::default();
         let settings = Self {
-            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?,
+            server: Self::server_from_env()?,
             model_dir: var_or("MODEL_DIR", PathBuf::from("data/models/resmem"))?,
             images_url: var_or("IMAGES_URL", "http://127.0.0.1:8201".to_owned())?,
             threshold: var("PREDICT_THRESHOLD")?,
@@ -72,6 +72,12 @@ impl Settings {
         Ok(settings)
     }
 
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+}
+
+impl Settings {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(threshold) = self.threshold {
@@ -102,8 +108,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            server: ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)
-                .expect("server settings"),
+            server: Settings::server_from_env().expect("server settings"),
             model_dir: PathBuf::from("model"),
             images_url: "http://127.0.0.1:8201".into(),
             threshold: None,

@@ -54,14 +54,14 @@ impl InferenceMetrics {
                 Opts::new("inference_model_info", "The loaded model (always 1)."),
                 &["name", "version", "sha256"],
             )?)?,
-            cache_hits: metrics.register(IntCounter::new(
+            cache_hits: metrics.counter(
                 "inference_cache_hits_total",
                 "Predictions answered from the cache.",
-            )?)?,
-            cache_misses: metrics.register(IntCounter::new(
+            )?,
+            cache_misses: metrics.counter(
                 "inference_cache_misses_total",
                 "Predictions that had to run the model.",
-            )?)?,
+            )?,
         })
     }
 }

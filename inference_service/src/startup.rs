@@ -1,11 +1,10 @@
 //! Building and running the service: manifest check, background model load, router, listener.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use common::{
     auth::TokenVerifier,
-    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops::readiness,
     server::{self, build_router, ServiceParts},
@@ -32,12 +31,8 @@ impl Application {
     /// Checks the manifest (a missing model fails here, naming `cargo xtask model`), starts
     /// loading the model on the blocking pool and binds the listener, so `/healthz` answers at
     /// once and `/readyz` turns 200 when the model is ready. Access tokens are checked with the
-    /// keys `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` names.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
-    }
-
-    /// [`Application::build`] with the given token verifier (tests pass their own key).
+    /// `verifier` ([`Service::build`] reads the keys `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` names;
+    /// tests pass their own key).
     pub async fn build_with_verifier(
         settings: Settings,
         verifier: Arc<TokenVerifier>,
@@ -72,22 +67,29 @@ impl Application {
         Ok(Self { server, predictor })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
     /// The predictor, to watch the model load or hold a worker.
     pub fn predictor(&self) -> Arc<Predictor> {
         self.predictor.clone()
     }
+}
+
+impl Service for Application {
+    const NAME: &'static str = "inference_service";
+    const ABOUT: &'static str = "Forgettable Images: memorability predictions with an ONNX model";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Settings = Settings;
+
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_verifier(settings, token_verifier_from_env().await?).await
+    }
+
+    fn server(&self) -> &server::Application {
+        &self.server
+    }
 
     /// Serves until `shutdown` completes (then drains in-flight requests), or fails when the
     /// model cannot be loaded: a service that can never predict should not look alive.
-    pub async fn run_until_stopped(
+    async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -113,38 +115,6 @@ impl Application {
             result = self.server.run_until_stopped(shutdown) => Ok(result?),
             reason = failed => anyhow::bail!("the model failed to load: {reason}"),
         }
-    }
-}
-
-impl Service for Application {
-    const NAME: &'static str = "inference_service";
-    const ABOUT: &'static str = "Forgettable Images: memorability predictions with an ONNX model";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
-    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
-    type Settings = Settings;
-
-    fn settings_from_env() -> Result<Settings, ConfigError> {
-        Settings::from_env()
-    }
-
-    fn server_settings(settings: &Settings) -> &ServerSettings {
-        &settings.server
-    }
-
-    async fn start(settings: Settings) -> anyhow::Result<Self> {
-        Self::build(settings).await
-    }
-
-    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
-        self.local_addr()
-    }
-
-    async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
     }
 }
 

@@ -4,16 +4,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::auth::{
-    key_id, Claims, Jwk, JwkSet, Role, TokenVerifier, DEFAULT_AUDIENCE, DEFAULT_ISSUER,
+    ed25519_public_key_pem, key_id, pem, Claims, Jwk, JwkSet, Role, TokenVerifier,
+    DEFAULT_AUDIENCE, DEFAULT_ISSUER,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use uuid::Uuid;
-
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow it.
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
 
 /// An Ed25519 key pair: what users_service signs with, in the forms the services read it.
 #[derive(Clone)]
@@ -79,9 +75,7 @@ impl TestKeys {
 
     /// The public key as a SubjectPublicKeyInfo `PUBLIC KEY` PEM (what `JWT_PUBLIC_KEY_FILE` holds).
     pub fn public_pem(&self) -> String {
-        let mut der = SPKI_PREFIX.to_vec();
-        der.extend_from_slice(&self.public);
-        pem("PUBLIC KEY", &der)
+        ed25519_public_key_pem(&self.public)
     }
 
     /// The JSON Web Key Set users_service would serve for this key.
@@ -137,17 +131,6 @@ pub fn now_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
     i64::try_from(since_epoch.as_secs()).expect("seconds fit in i64")
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

@@ -8,14 +8,10 @@ use std::{net::IpAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 use common::{
     auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER},
     config::{database_url, secs_or, var, var_or, ConfigError, DatabaseUrl, ServerSettings},
+    service::ServiceSettings,
 };
 use ipnet::IpNet;
 use secrecy::SecretString;
-
-/// Default bind address of users-1.
-pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8101";
-/// Default instance name.
-pub const DEFAULT_INSTANCE_NAME: &str = "users-1";
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +96,13 @@ pub fn parse_cidrs(name: &str, raw: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-impl Settings {
-    /// Reads and checks every variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let server = ServerSettings::from_env(DEFAULT_LISTEN_ADDR, DEFAULT_INSTANCE_NAME)?;
+impl ServiceSettings for Settings {
+    /// The address of users-1.
+    const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:8101";
+    const DEFAULT_INSTANCE_NAME: &'static str = "users-1";
+
+    fn from_env() -> Result<Self, ConfigError> {
+        let server = Self::server_from_env()?;
         let defaults = Argon2Settings::default();
         let argon2 = Argon2Settings {
             memory_kib: var_or("ARGON2_MEMORY_KIB", defaults.memory_kib)?,
@@ -174,6 +173,10 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    fn server(&self) -> &ServerSettings {
+        &self.server
     }
 }
 

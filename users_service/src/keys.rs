@@ -17,12 +17,8 @@ use std::{
 
 use anyhow::{bail, Context};
 use base64::{engine::general_purpose::STANDARD, Engine};
+use common::auth::{ed25519_public_key_pem, pem};
 use ring::signature::{Ed25519KeyPair, KeyPair};
-
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow it.
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
 
 /// A loaded signing key.
 pub struct SigningKey {
@@ -38,17 +34,6 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &common::auth::key_id(&self.public_key))
             .finish_non_exhaustive()
     }
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 fn pem_body(text: &str, label: &str) -> anyhow::Result<Vec<u8>> {
@@ -96,9 +81,7 @@ impl SigningKey {
 
     /// The public key as SubjectPublicKeyInfo PEM (what `JWT_PUBLIC_KEY_FILE` expects).
     pub fn public_pem(&self) -> String {
-        let mut der = SPKI_PREFIX.to_vec();
-        der.extend_from_slice(&self.public_key);
-        pem("PUBLIC KEY", &der)
+        ed25519_public_key_pem(&self.public_key)
     }
 
     pub fn key_id(&self) -> String {

@@ -1,7 +1,7 @@
 //! users_service's own metrics (names fixed in `docs/configuration.md`).
 
 use common::metrics::{Metrics, SLOW_BUCKETS};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec};
 
 /// Outcome labels, pre-created so dashboards see zeros rather than gaps.
 const LOGIN_RESULTS: [&str; 3] = ["ok", "failed", "rate_limited"];
@@ -17,17 +17,16 @@ pub struct UsersMetrics {
 impl UsersMetrics {
     /// Creates the metrics and registers them with the service's registry.
     pub fn register(metrics: &Metrics) -> anyhow::Result<Self> {
-        let registrations = metrics.register(IntCounter::new(
+        let registrations = metrics.counter(
             "users_registrations_total",
             "Accounts created through POST /register.",
-        )?)?;
-        let logins = metrics.register(IntCounterVec::new(
-            Opts::new(
-                "users_logins_total",
-                "Login attempts by result: ok, failed (any bad credential), rate_limited.",
-            ),
-            &["result"],
-        )?)?;
+        )?;
+        let logins = metrics.counter_by(
+            "users_logins_total",
+            "Login attempts by result: ok, failed (any bad credential), rate_limited.",
+            "result",
+            &LOGIN_RESULTS,
+        )?;
         let argon2_seconds = metrics.register(Histogram::with_opts(
             HistogramOpts::new(
                 "users_argon2_seconds",
@@ -35,19 +34,12 @@ impl UsersMetrics {
             )
             .buckets(SLOW_BUCKETS.to_vec()),
         )?)?;
-        let refreshes = metrics.register(IntCounterVec::new(
-            Opts::new(
-                "users_token_refreshes_total",
-                "Refresh token uses by result: ok, reused (family revoked), invalid.",
-            ),
-            &["result"],
-        )?)?;
-        for result in LOGIN_RESULTS {
-            logins.with_label_values(&[result]);
-        }
-        for result in REFRESH_RESULTS {
-            refreshes.with_label_values(&[result]);
-        }
+        let refreshes = metrics.counter_by(
+            "users_token_refreshes_total",
+            "Refresh token uses by result: ok, reused (family revoked), invalid.",
+            "result",
+            &REFRESH_RESULTS,
+        )?;
         Ok(Self {
             registrations,
             logins,

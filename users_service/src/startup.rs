@@ -1,11 +1,10 @@
 //! Building users_service from its settings (database, signing key, first admin, router,
 //! listener) and running it.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use common::{
     auth::TokenVerifier,
-    config::{ConfigError, ServerSettings},
     metrics::{Metrics, SLOW_BUCKETS},
     ops,
     server::{self, build_router, ServiceParts},
@@ -27,9 +26,26 @@ pub struct Application {
 }
 
 impl Application {
+    /// The database pool.
+    pub fn db(&self) -> AnyPool {
+        self.db.clone()
+    }
+
+    /// The permits bounding concurrent argon2 hashes; holding them all keeps logins in flight.
+    pub fn argon2_permits(&self) -> Arc<Semaphore> {
+        self.argon2_permits.clone()
+    }
+}
+
+impl Service for Application {
+    const NAME: &'static str = "users_service";
+    const ABOUT: &'static str = "Forgettable Images accounts and tokens service";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Settings = Settings;
+
     /// Connects the database (running migrations), loads or generates the signing key, creates
     /// the configured first admin, assembles the router and binds `LISTEN_ADDR`.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = Metrics::new("users", &settings.server.instance_name, SLOW_BUCKETS)?;
         let users_metrics = Arc::new(UsersMetrics::register(&metrics)?);
         let db = db::connect(&settings.database_url).await?;
@@ -91,63 +107,17 @@ impl Application {
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.server.local_addr()
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The database pool.
-    pub fn db(&self) -> AnyPool {
-        self.db.clone()
-    }
-
-    /// The permits bounding concurrent argon2 hashes; holding them all keeps logins in flight.
-    pub fn argon2_permits(&self) -> Arc<Semaphore> {
-        self.argon2_permits.clone()
+    fn server(&self) -> &server::Application {
+        &self.server
     }
 
     /// Serves until `shutdown` completes, drains in-flight requests, then closes the pool.
-    pub async fn run_until_stopped(
+    async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         self.server.run_until_stopped(shutdown).await?;
         self.db.close().await;
         Ok(())
-    }
-}
-
-impl Service for Application {
-    const NAME: &'static str = "users_service";
-    const ABOUT: &'static str = "Forgettable Images accounts and tokens service";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DEFAULT_LISTEN_ADDR: &'static str = crate::config::DEFAULT_LISTEN_ADDR;
-    const DEFAULT_INSTANCE_NAME: &'static str = crate::config::DEFAULT_INSTANCE_NAME;
-    type Settings = Settings;
-
-    fn settings_from_env() -> Result<Settings, ConfigError> {
-        Settings::from_env()
-    }
-
-    fn server_settings(settings: &Settings) -> &ServerSettings {
-        &settings.server
-    }
-
-    async fn start(settings: Settings) -> anyhow::Result<Self> {
-        Self::build(settings).await
-    }
-
-    fn bound_addr(&self) -> std::io::Result<SocketAddr> {
-        self.local_addr()
-    }
-
-    async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
     }
 }

@@ -87,6 +87,8 @@ fn classify(kind: ImageType, error: ImageError) -> Rejection {
 mod tests {
     use image::{GrayImage, ImageFormat, Rgb};
 
+    use crate::imaging::rejection::assert_corrupt;
+
     use super::*;
 
     fn gradient(width: u32, height: u32) -> RgbImage {
@@ -156,16 +158,7 @@ mod tests {
     fn a_truncated_png_is_corrupt() {
         let bytes = encoded(64, 64, ImageFormat::Png);
         let found = decode_rgb(&bytes[..bytes.len() / 2], &ImageLimits::default());
-        assert!(
-            matches!(
-                found,
-                Err(Rejection::Corrupt {
-                    kind: ImageType::Png,
-                    ..
-                })
-            ),
-            "{found:?}"
-        );
+        assert_corrupt(&found, ImageType::Png);
     }
 
     #[test]
@@ -229,15 +222,6 @@ mod tests {
             ImageType::Jpeg,
             &ImageLimits::default(),
         );
-        assert!(
-            matches!(
-                found,
-                Err(Rejection::Corrupt {
-                    kind: ImageType::Jpeg,
-                    ..
-                })
-            ),
-            "{found:?}"
-        );
+        assert_corrupt(&found, ImageType::Jpeg);
     }
 }

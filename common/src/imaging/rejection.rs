@@ -58,6 +58,15 @@ impl From<Rejection> for Problem {
     }
 }
 
+/// Panics unless `found` is a [`Rejection::Corrupt`] of type `kind` (for the imaging tests).
+#[cfg(test)]
+pub(super) fn assert_corrupt<T: std::fmt::Debug>(found: &Result<T, Rejection>, kind: ImageType) {
+    assert!(
+        matches!(found, Err(Rejection::Corrupt { kind: found_kind, .. }) if *found_kind == kind),
+        "{found:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

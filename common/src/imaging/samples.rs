@@ -18,6 +18,27 @@ pub struct Refused {
     pub problem_type: &'static str,
 }
 
+impl Refused {
+    /// Asserts that `response` is this sample's answer: its status and problem type, as
+    /// problem+json. `how` says how the file was sent, for the failure message.
+    pub async fn assert_answered_by(&self, response: reqwest::Response, how: &str) {
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"].clone();
+        let body: serde_json::Value = response.json().await.expect("problem body");
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (self.status, Some(self.problem_type)),
+            "{} as {how}: {body}",
+            self.name
+        );
+        assert_eq!(
+            content_type, "application/problem+json",
+            "{} as {how}",
+            self.name
+        );
+    }
+}
+
 const CORRUPT: &str = "/problems/corrupt-image";
 
 /// Every refused sample: truncated and corrupt files of each accepted type, files of other

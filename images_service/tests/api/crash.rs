@@ -82,6 +82,38 @@ async fn begin_upload(addr: SocketAddr, token: &str) -> TcpStream {
     stream
 }
 
+/// Uploads `bytes` as `file_name`, expects 201 and returns the new image's id.
+async fn upload(
+    client: &reqwest::Client,
+    address: &str,
+    token: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> String {
+    let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(file_name.to_owned());
+    let response = client
+        .post(format!("{address}/upload"))
+        .bearer_auth(token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("body");
+    body["image_id"].as_str().expect("id").to_owned()
+}
+
+/// The stored bytes of image `id`.
+async fn download(client: &reqwest::Client, address: &str, token: &str, id: &str) -> Vec<u8> {
+    let response = client
+        .get(format!("{address}/images/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    response.bytes().await.expect("bytes").to_vec()
+}
+
 async fn a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = TestKeys::generate();
@@ -95,22 +127,7 @@ async fn a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart(bac
 
     let first = start(dir.path(), &database_url, &key_file, 1).await;
     let kept = png(50, 50, 1);
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(kept.clone()).file_name("a.png"),
-    );
-    let response = client
-        .post(format!("{}/upload", first.address))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let kept_id = response.json::<Value>().await.expect("body")["image_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let kept_id = upload(&client, &first.address, &token, "a.png", &kept).await;
 
     let _connection = begin_upload(first.addr, &token).await;
     testkit::eventually("a temporary blob appears", Duration::from_secs(20), || {
@@ -167,44 +184,13 @@ async fn a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart(bac
         vec![kept_id.as_str()],
         "every row has its blob and vice versa"
     );
-    let bytes = client
-        .get(format!("{}/images/{kept_id}", second.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
-    assert_eq!(bytes.as_ref(), kept.as_slice());
+    let bytes = download(&client, &second.address, &token, &kept_id).await;
+    assert_eq!(bytes, kept);
 
     let fresh = png(70, 20, 2);
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(fresh.clone()).file_name("b.png"),
-    );
-    let response = client
-        .post(format!("{}/upload", second.address))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let fresh_id = response.json::<Value>().await.expect("body")["image_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let bytes = client
-        .get(format!("{}/images/{fresh_id}", second.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("bytes");
-    assert_eq!(bytes.as_ref(), fresh.as_slice());
+    let fresh_id = upload(&client, &second.address, &token, "b.png", &fresh).await;
+    let bytes = download(&client, &second.address, &token, &fresh_id).await;
+    assert_eq!(bytes, fresh);
 }
 
 testkit::on_both_databases!(a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart);

@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use common::config::{ImageLimits, LogFormat, ServerSettings};
+use common::{
+    config::{ImageLimits, LogFormat, ServerSettings},
+    service::Service,
+};
 use image::{ImageFormat, RgbImage, RgbaImage};
 use images_service::{config::Settings, startup::Application};
 use reqwest::{multipart, Response, StatusCode};
@@ -169,6 +172,11 @@ impl TestApp {
         metric_value(&self.client, &self.address, prefix).await
     }
 
+    /// The whole `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        metrics_text(&self.client, &self.address).await
+    }
+
     /// Every file under the blob directory, relative to it.
     pub fn stored_files(&self) -> Vec<String> {
         files_under(&self.store_dir)
@@ -183,15 +191,20 @@ fn new_user(keys: &TestKeys) -> TestUser {
     }
 }
 
-pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
-    let text = client
+/// The `/metrics` page of the service at `address`.
+pub async fn metrics_text(client: &reqwest::Client, address: &str) -> String {
+    client
         .get(format!("{address}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
+        .expect("text")
+}
+
+pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str) -> f64 {
+    let text = metrics_text(client, address).await;
     text.lines()
         .filter(|line| line.starts_with(prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -258,37 +271,6 @@ pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
 
 pub fn jpeg(width: u32, height: u32, seed: u8) -> Vec<u8> {
     encoded(ImageFormat::Jpeg, width, height, seed)
-}
-
-/// A PNG signature and IHDR chunk (valid CRC) claiming `width`×`height`, with one tiny IDAT and
-/// IEND: a decompression bomb's header without the bomb.
-pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(
-            &u32::try_from(data.len())
-                .expect("chunk length")
-                .to_be_bytes(),
-        );
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
-    }
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 /// What a raw streamed upload saw.

@@ -23,15 +23,7 @@ async fn health_readiness_and_the_served_by_header_answer(backend: Backend) {
 async fn metrics_expose_the_upload_counters(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.upload_ok("p.png", crate::helpers::png(5, 5, 1)).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     for name in [
         "images_uploads_total",
         "images_upload_bytes_total",

@@ -2,7 +2,6 @@
 //! samples name, the very samples and answers inference_service is tested with.
 
 use common::imaging::samples;
-use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp};
 
@@ -11,17 +10,8 @@ async fn every_refused_sample_gets_its_status_and_problem_type_and_nothing_is_st
 ) {
     let app = TestApp::spawn(backend).await;
     for sample in samples::refused() {
-        let response = app.upload("sample.bin", sample.bytes).await;
-        let status = response.status().as_u16();
-        let content_type = response.headers()["content-type"].clone();
-        let body: Value = response.json().await.expect("problem body");
-        assert_eq!(
-            (status, body["type"].as_str()),
-            (sample.status, Some(sample.problem_type)),
-            "{}: {body}",
-            sample.name
-        );
-        assert_eq!(content_type, "application/problem+json", "{}", sample.name);
+        let response = app.upload("sample.bin", sample.bytes.clone()).await;
+        sample.assert_answered_by(response, "an upload").await;
     }
     assert!(
         app.stored_files().is_empty(),

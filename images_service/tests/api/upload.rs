@@ -2,14 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use common::imaging::samples::png_claiming;
 use image::ImageFormat;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{
-    encoded, jpeg, png, png_claiming, stream_raw_upload, Backend, TestApp, TEST_MAX_UPLOAD,
-};
+use crate::helpers::{encoded, jpeg, png, stream_raw_upload, Backend, TestApp, TEST_MAX_UPLOAD};
 
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
@@ -18,6 +17,20 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
         "application/problem+json"
     );
     response.json().await.expect("problem body")
+}
+
+/// The problem's `detail` says `text`.
+fn assert_detail_mentions(body: &Value, text: &str) {
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.contains(text), "{body}");
+}
+
+/// The upload was counted as refused for `reason` and left nothing in the store.
+async fn assert_refused_for(app: &TestApp, reason: &str) {
+    let counter = format!("images_upload_rejections_total{{reason=\"{reason}\"");
+    assert_eq!(app.metric(&counter).await, 1.0, "{counter}");
+    let stored = app.stored_files();
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
 }
 
 async fn every_accepted_type_in_several_sizes_is_stored_with_its_metadata(backend: Backend) {
@@ -92,15 +105,8 @@ async fn a_form_without_a_file_field_is_refused_with_422(backend: Backend) {
         .await
         .expect("request");
     let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert!(
-        body["detail"].as_str().expect("detail").contains("`file`"),
-        "{body}"
-    );
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"missing_file\"")
-            .await,
-        1.0
-    );
+    assert_detail_mentions(&body, "`file`");
+    assert_refused_for(&app, "missing_file").await;
 }
 
 async fn an_empty_file_is_refused_with_422(backend: Backend) {
@@ -110,16 +116,8 @@ async fn an_empty_file_is_refused_with_422(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    assert!(
-        body["detail"].as_str().expect("detail").contains("empty"),
-        "{body}"
-    );
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"empty\"")
-            .await,
-        1.0
-    );
-    assert!(app.stored_files().is_empty());
+    assert_detail_mentions(&body, "empty");
+    assert_refused_for(&app, "empty").await;
 }
 
 async fn a_text_file_named_like_a_jpeg_is_refused_with_415(backend: Backend) {
@@ -130,23 +128,8 @@ async fn a_text_file_named_like_a_jpeg_is_refused_with_415(backend: Backend) {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
     )
     .await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .expect("detail")
-            .contains("JPEG, PNG, WebP or GIF"),
-        "{body}"
-    );
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"unsupported_type\"")
-            .await,
-        1.0
-    );
-    assert!(
-        app.stored_files().is_empty(),
-        "nothing stored: {:?}",
-        app.stored_files()
-    );
+    assert_detail_mentions(&body, "JPEG, PNG, WebP or GIF");
+    assert_refused_for(&app, "unsupported_type").await;
 }
 
 async fn a_truncated_jpeg_is_refused_with_422(backend: Backend) {
@@ -159,16 +142,7 @@ async fn a_truncated_jpeg_is_refused_with_422(backend: Backend) {
     )
     .await;
     assert_eq!(body["type"], "/problems/corrupt-image");
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"corrupt\"")
-            .await,
-        1.0
-    );
-    assert!(
-        app.stored_files().is_empty(),
-        "nothing stored: {:?}",
-        app.stored_files()
-    );
+    assert_refused_for(&app, "corrupt").await;
 }
 
 async fn a_png_claiming_a_hundred_thousand_pixels_square_is_refused_quickly_with_422(
@@ -184,12 +158,7 @@ async fn a_png_claiming_a_hundred_thousand_pixels_square_is_refused_quickly_with
         started.elapsed()
     );
     assert_eq!(body["type"], "/problems/too-many-pixels");
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"too_many_pixels\"")
-            .await,
-        1.0
-    );
-    assert!(app.stored_files().is_empty());
+    assert_refused_for(&app, "too_many_pixels").await;
 }
 
 async fn a_file_over_the_limit_is_refused_with_413(backend: Backend) {
@@ -201,23 +170,8 @@ async fn a_file_over_the_limit_is_refused_with_413(backend: Backend) {
         StatusCode::PAYLOAD_TOO_LARGE,
     )
     .await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .expect("detail")
-            .contains(&TEST_MAX_UPLOAD.to_string()),
-        "{body}"
-    );
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"too_large\"")
-            .await,
-        1.0
-    );
-    assert!(
-        app.stored_files().is_empty(),
-        "partial upload left: {:?}",
-        app.stored_files()
-    );
+    assert_detail_mentions(&body, &TEST_MAX_UPLOAD.to_string());
+    assert_refused_for(&app, "too_large").await;
 }
 
 async fn a_file_exactly_at_the_limit_is_read_to_the_end(backend: Backend) {
@@ -243,16 +197,7 @@ async fn the_server_stops_reading_a_streamed_upload_far_over_the_limit(backend: 
     if let Some(status) = outcome.status {
         assert_eq!(status, 413);
     }
-    assert_eq!(
-        app.metric("images_upload_rejections_total{reason=\"too_large\"")
-            .await,
-        1.0
-    );
-    assert!(
-        app.stored_files().is_empty(),
-        "partial upload left: {:?}",
-        app.stored_files()
-    );
+    assert_refused_for(&app, "too_large").await;
 }
 
 async fn a_file_name_with_dot_dot_is_stored_under_its_uuid_and_nowhere_else(backend: Backend) {
@@ -281,13 +226,7 @@ async fn a_body_that_is_not_multipart_is_refused_with_400(backend: Backend) {
         .await
         .expect("request");
     let body = problem(response, StatusCode::BAD_REQUEST).await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .expect("detail")
-            .contains("multipart/form-data"),
-        "{body}"
-    );
+    assert_detail_mentions(&body, "multipart/form-data");
 }
 
 testkit::on_both_databases!(

@@ -6,6 +6,7 @@ use std::{io::Cursor, path::PathBuf, sync::Arc, time::Duration};
 use common::{
     auth::TokenVerifier,
     config::{ImageLimits, LogFormat, ServerSettings},
+    service::Service,
 };
 use image::{ImageFormat, RgbImage};
 use inference_service::{

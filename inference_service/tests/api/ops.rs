@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use common::service::Service;
 use inference_service::startup::Application;
 use reqwest::StatusCode;
 

@@ -19,8 +19,14 @@ pub fn tiny_dir() -> PathBuf {
     fixtures().join("tiny")
 }
 
+/// A photograph fixture: its file name (the key of its reference scores) and its path.
+pub struct Photo {
+    pub name: String,
+    pub path: PathBuf,
+}
+
 /// The photographs, sorted by name.
-pub fn photos() -> Vec<PathBuf> {
+pub fn photos() -> Vec<Photo> {
     let mut photos: Vec<PathBuf> = std::fs::read_dir(fixtures().join("photos"))
         .expect("photo fixtures")
         .map(|e| e.expect("entry").path())
@@ -32,6 +38,16 @@ pub fn photos() -> Vec<PathBuf> {
         "expected the photo fixtures, found {photos:?}"
     );
     photos
+        .into_iter()
+        .map(|path| Photo {
+            name: path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("name")
+                .to_owned(),
+            path,
+        })
+        .collect()
 }
 
 /// A photograph decoded as the service decodes uploads.
@@ -94,6 +110,17 @@ pub struct ReferencePhoto {
 pub struct Reference {
     pub inputs: Vec<ReferenceInput>,
     pub photos: Vec<ReferencePhoto>,
+}
+
+impl Reference {
+    /// The reference score of the photograph `name`.
+    pub fn photo_score(&self, name: &str) -> f32 {
+        self.photos
+            .iter()
+            .find(|p| p.file == name)
+            .unwrap_or_else(|| panic!("no reference score for {name}"))
+            .score
+    }
 }
 
 pub fn reference(path: PathBuf) -> Reference {

@@ -14,7 +14,7 @@ use std::{
 use image::{imageops::FilterType, RgbImage};
 use inference_service::model::{preprocess::centre_crop, Manifest, Preprocessor};
 
-use crate::helpers::{decode_photo, photos, required_env, tiny_dir};
+use crate::helpers::{decode_photo, photos, required_env, tiny_dir, Photo};
 
 /// The preprocessing block of the ResMem manifest (as `cargo xtask model` writes it).
 const RESMEM_PREPROCESS: &str = r#"{"resize": {"height": 256, "width": 256, "filter": "bilinear"},
@@ -107,13 +107,8 @@ fn pillow_and_the_service_turn_photos_into_the_same_pixels() {
         let manifest = Manifest::load(&model_dir).expect("manifest");
         let pre = Preprocessor::new(&manifest.preprocess);
         let resize = manifest.preprocess.resize;
-        for photo in photos() {
-            let name = photo
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("name")
-                .to_owned();
-            let decoded = decode_photo(&photo);
+        for Photo { name, path } in photos() {
+            let decoded = decode_photo(&path);
             let ours = pre.tensor_data(&decoded);
 
             let lossless = tempfile::Builder::new()
@@ -124,7 +119,7 @@ fn pillow_and_the_service_turn_photos_into_the_same_pixels() {
                 .save_with_format(lossless.path(), image::ImageFormat::Png)
                 .expect("save png");
             let pillow_same_pixels = pillow_tensor(&python, &model_dir, lossless.path());
-            let pillow_from_file = pillow_tensor(&python, &model_dir, &photo);
+            let pillow_from_file = pillow_tensor(&python, &model_dir, &path);
             let image_crate = image_crate_tensor(&pre, &manifest, &decoded);
 
             let resize_only = max_levels(&ours, &pillow_same_pixels);

@@ -2,7 +2,7 @@
 //! service's preprocessing against Pillow's.
 
 use crate::{
-    helpers::{decode_photo, fixtures, formula_input, load, photos, reference, resmem_dir},
+    helpers::{decode_photo, fixtures, formula_input, load, photos, reference, resmem_dir, Photo},
     pillow::{pillow_tensor, python},
 };
 
@@ -42,24 +42,14 @@ fn photos_score_the_same_with_the_service_preprocessing_and_with_pillow() {
     let dir = resmem_dir();
     let model = load(&dir);
     let golden = reference(fixtures().join("resmem_golden.json"));
-    for photo in photos() {
-        let name = photo
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_owned();
+    for Photo { name, path } in photos() {
         let ours = model
-            .forward(model.preprocessor().tensor_data(&decode_photo(&photo)))
+            .forward(model.preprocessor().tensor_data(&decode_photo(&path)))
             .expect("forward");
         let pillow = model
-            .forward(pillow_tensor(&python, &dir, &photo))
+            .forward(pillow_tensor(&python, &dir, &path))
             .expect("forward");
-        let torch = golden
-            .photos
-            .iter()
-            .find(|p| p.file == name)
-            .expect("a golden score per photo")
-            .score;
+        let torch = golden.photo_score(&name);
         println!(
             "resmem photo {name:<12} service {ours:.6} tract+Pillow {pillow:.6} torch+Pillow {torch:.6} \
              | service vs Pillow preprocessing {:.2e}, service vs torch {:.2e}",

@@ -1,6 +1,8 @@
 //! The committed tiny model: tract must give onnxruntime's scores.
 
-use crate::helpers::{decode_photo, fixtures, formula_input, load, photos, reference, tiny_dir};
+use crate::helpers::{
+    decode_photo, fixtures, formula_input, load, photos, reference, tiny_dir, Photo,
+};
 
 #[test]
 fn tract_gives_the_reference_scores_for_every_formula_input() {
@@ -27,31 +29,20 @@ fn tract_gives_the_reference_scores_for_every_formula_input() {
 fn photos_preprocessed_by_the_service_score_as_with_pillow() {
     let model = load(&tiny_dir());
     let expected = reference(tiny_dir().join("expected.json"));
-    for photo in photos() {
-        let name = photo
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_owned();
-        let reference = expected
-            .photos
-            .iter()
-            .find(|p| p.file == name)
-            .expect("a reference score per photo");
-        let input = model.preprocessor().tensor_data(&decode_photo(&photo));
+    for Photo { name, path } in photos() {
+        let reference = expected.photo_score(&name);
+        let input = model.preprocessor().tensor_data(&decode_photo(&path));
         let score = model.forward(input).expect("forward");
-        let diff = (score - reference.score).abs();
+        let diff = (score - reference).abs();
         println!(
-            "tiny photo {name:<12} service {score:.8} pillow+onnxruntime {:.8} diff {diff:.2e}",
-            reference.score
+            "tiny photo {name:<12} service {score:.8} pillow+onnxruntime {reference:.8} diff {diff:.2e}"
         );
         // PNGs decode identically everywhere, so only the runtime's summation order differs; the
         // JPEG also differs by a level here and there between decoders.
         let tolerance = if name.ends_with(".png") { 1e-5 } else { 1e-3 };
         assert!(
             diff <= tolerance,
-            "{name}: {score} vs {} (diff {diff})",
-            reference.score
+            "{name}: {score} vs {reference} (diff {diff})"
         );
     }
     assert!(fixtures().join("photos").join("ATTRIBUTION.md").is_file());

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use common::openapi::ProblemBody;
 
-use super::CurrentAdmin;
+use super::{CurrentAdmin, UserView};
 use crate::{
     db,
     error::{Error, Result},
@@ -39,15 +39,11 @@ const PAGE_SIZES: PageSizes = PageSizes {
     max: 200,
 };
 
-/// A user as admins see it.
+/// A user as admins see it: the public profile and whether the account is disabled.
 #[derive(Serialize, ToSchema)]
 struct AdminUserView {
-    id: Uuid,
-    username: String,
-    email: String,
-    role: Role,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(flatten)]
+    profile: UserView,
     disabled: bool,
     #[schema(format = DateTime)]
     disabled_at: Option<String>,
@@ -56,11 +52,7 @@ struct AdminUserView {
 impl From<&db::User> for AdminUserView {
     fn from(user: &db::User) -> Self {
         Self {
-            id: user.id,
-            username: user.username.clone(),
-            email: user.email.clone(),
-            role: user.role,
-            created_at: user.created_at.to_rfc3339(),
+            profile: UserView::from(user),
             disabled: user.is_disabled(),
             disabled_at: user.disabled_at.map(|t| t.to_rfc3339()),
         }

@@ -1,7 +1,12 @@
 //! The binary's subcommands: `create-admin`, `gen-key`, `healthcheck`, and `serve` with a
 //! graceful stop on SIGTERM.
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    process::{ExitStatus, Output, Stdio},
+    sync::Arc,
+    time::Duration,
+};
 
 use reqwest::StatusCode;
 use tokio::{io::AsyncWriteExt, process::Command};
@@ -32,26 +37,61 @@ fn users_service(database: &TestDatabase) -> Command {
     command
 }
 
+/// `create-admin` for `username`, whose email is `username@example.com`.
+fn create_admin(database: &TestDatabase, username: &str) -> Command {
+    let mut command = users_service(database);
+    command.args([
+        "create-admin",
+        "--username",
+        username,
+        "--email",
+        &format!("{username}@example.com"),
+    ]);
+    command
+}
+
+/// `gen-key --out out`, run to its end.
+async fn gen_key(database: &TestDatabase, out: &Path) -> Output {
+    let mut command = users_service(database);
+    command.args(["gen-key", "--out"]).arg(out);
+    command.output().await.expect("gen-key")
+}
+
+/// `healthcheck` against `listen_addr`.
+async fn healthcheck(database: &TestDatabase, listen_addr: &str) -> ExitStatus {
+    let mut command = users_service(database);
+    command.arg("healthcheck").env("LISTEN_ADDR", listen_addr);
+    command.status().await.expect("run")
+}
+
+/// The signing key stored at `path`.
+fn signing_key_at(path: &Path) -> users_service::keys::SigningKey {
+    let pem = std::fs::read_to_string(path).expect("key");
+    users_service::keys::SigningKey::from_pem(&pem).expect("pem")
+}
+
+/// Panics with the command's standard error unless it succeeded.
+fn assert_succeeded(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+}
+
+/// Panics unless the command failed saying `text` on its standard error.
+fn assert_failed_saying(output: &Output, text: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(text), "{stderr}");
+}
+
 async fn create_admin_makes_an_admin_who_can_log_in(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let username = unique_name("boss");
-    let output = users_service(&database)
-        .args([
-            "create-admin",
-            "--username",
-            &username,
-            "--email",
-            &format!("{username}@example.com"),
-        ])
+    let output = create_admin(&database, &username)
         .env("ADMIN_PASSWORD", "a long admin password")
         .output()
         .await
         .expect("run create-admin");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
 
     let app = spawn_instance(database.clone(), test_settings(&database, "users-test")).await;
     let tokens = Tokens::from_response(app.login(&username, "a long admin password").await).await;
@@ -64,14 +104,7 @@ async fn create_admin_makes_an_admin_who_can_log_in(backend: Backend) {
 async fn create_admin_reads_the_password_from_standard_input(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let username = unique_name("boss");
-    let mut child = users_service(&database)
-        .args([
-            "create-admin",
-            "--username",
-            &username,
-            "--email",
-            &format!("{username}@example.com"),
-        ])
+    let mut child = create_admin(&database, &username)
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -83,11 +116,7 @@ async fn create_admin_reads_the_password_from_standard_input(backend: Backend) {
         .expect("write password");
     drop(stdin);
     let output = child.wait_with_output().await.expect("create-admin");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     let app = spawn_instance(database.clone(), test_settings(&database, "users-test")).await;
     assert_eq!(
         app.login(&username, "password from stdin").await.status(),
@@ -98,72 +127,33 @@ async fn create_admin_reads_the_password_from_standard_input(backend: Backend) {
 async fn create_admin_refuses_a_short_password_and_a_taken_name(backend: Backend) {
     let database = Arc::new(TestDatabase::new(backend).await);
     let run = |password: &str| {
-        let mut command = users_service(&database);
-        command
-            .args([
-                "create-admin",
-                "--username",
-                "boss",
-                "--email",
-                "boss@example.com",
-            ])
-            .env("ADMIN_PASSWORD", password);
+        let mut command = create_admin(&database, "boss");
+        command.env("ADMIN_PASSWORD", password);
         async move { command.output().await.expect("run create-admin") }
     };
-    let short = run("short").await;
-    assert!(!short.status.success());
-    assert!(
-        String::from_utf8_lossy(&short.stderr).contains("password"),
-        "{}",
-        String::from_utf8_lossy(&short.stderr)
-    );
-    assert!(run("long enough password").await.status.success());
-    let taken = run("long enough password").await;
-    assert!(!taken.status.success());
-    assert!(
-        String::from_utf8_lossy(&taken.stderr).contains("already"),
-        "{}",
-        String::from_utf8_lossy(&taken.stderr)
-    );
+    assert_failed_saying(&run("short").await, "password");
+    assert_succeeded(&run("long enough password").await);
+    assert_failed_saying(&run("long enough password").await, "already");
 }
 
 #[tokio::test]
 async fn gen_key_writes_a_key_and_its_public_half_and_never_overwrites() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let out = database.dir.path().join("fresh/signing.pem");
-    let output = users_service(&database)
-        .args(["gen-key", "--out"])
-        .arg(&out)
-        .output()
-        .await
-        .expect("gen-key");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let key =
-        users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key"))
-            .expect("pem");
+    assert_succeeded(&gen_key(&database, &out).await);
+    let key = signing_key_at(&out);
     let public = std::fs::read_to_string(users_service::keys::public_key_path(&out)).expect(".pub");
     assert_eq!(
         common::auth::ed25519_public_key_from_pem(&public).expect("spki"),
         key.public_key
     );
 
-    let again = users_service(&database)
-        .args(["gen-key", "--out"])
-        .arg(&out)
-        .output()
-        .await
-        .expect("gen-key");
+    let again = gen_key(&database, &out).await;
     assert!(
         !again.status.success(),
         "an existing key must not be replaced"
     );
-    let unchanged =
-        users_service::keys::SigningKey::from_pem(&std::fs::read_to_string(&out).expect("key"))
-            .expect("pem");
+    let unchanged = signing_key_at(&out);
     assert_eq!(unchanged.public_key, key.public_key);
 }
 
@@ -171,21 +161,11 @@ async fn gen_key_writes_a_key_and_its_public_half_and_never_overwrites() {
 async fn healthcheck_exits_zero_only_when_the_service_is_ready() {
     let app = spawn_app(Backend::Sqlite).await;
     let addr = app.address.trim_start_matches("http://").to_owned();
-    let status = users_service(&app.database)
-        .arg("healthcheck")
-        .env("LISTEN_ADDR", &addr)
-        .status()
-        .await
-        .expect("run");
-    assert!(status.success());
+    assert!(healthcheck(&app.database, &addr).await.success());
     let closed = testkit::free_addr();
-    let status = users_service(&app.database)
-        .arg("healthcheck")
-        .env("LISTEN_ADDR", closed.to_string())
-        .status()
+    assert!(!healthcheck(&app.database, &closed.to_string())
         .await
-        .expect("run");
-    assert!(!status.success());
+        .success());
 }
 
 #[tokio::test]

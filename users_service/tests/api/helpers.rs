@@ -6,6 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use common::{
     auth::{Claims, Role},
     config::{LogFormat, ServerSettings},
+    service::Service,
 };
 use reqwest::{header, Response, StatusCode};
 use serde_json::{json, Value};
