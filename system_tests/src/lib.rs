@@ -72,7 +72,9 @@ fn build() -> Result<PathBuf> {
 /// The executable of a service binary, from one line of cargo's JSON messages.
 fn service_executable(line: &str) -> Option<PathBuf> {
     let message: serde_json::Value = serde_json::from_str(line).ok()?;
+    // `--tests` also builds each binary's unit-test harness (profile.test): not the service.
     let is_service_bin = message["reason"] == "compiler-artifact"
+        && message["profile"]["test"] != true
         && message["target"]["kind"]
             .as_array()
             .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
@@ -118,12 +120,14 @@ mod tests {
         let bin = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"images_service"},"executable":"/t/release/images_service"}"#;
         let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"images_service"},"executable":null}"#;
         let other = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"xtask"},"executable":"/t/release/xtask"}"#;
+        let harness = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"images_service"},"profile":{"test":true},"executable":"/t/release/deps/images_service-0123"}"#;
         assert_eq!(
             service_executable(bin),
             Some(PathBuf::from("/t/release/images_service"))
         );
         assert_eq!(service_executable(lib), None);
         assert_eq!(service_executable(other), None);
+        assert_eq!(service_executable(harness), None);
         assert_eq!(service_executable("not json"), None);
     }
 

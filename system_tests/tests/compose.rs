@@ -1249,7 +1249,8 @@ fn the_inference_entrypoint_shows_the_licence_note_then_runs_the_service() {
     let dir = tempfile::tempdir().expect("temp dir");
     let entrypoint = dir.path().join("entrypoint.sh");
     fs::copy(root().join("deploy/inference-entrypoint.sh"), &entrypoint).expect("copy");
-    let service = dir.path().join("inference_service");
+    // As in the image: the binary is /app/service, beside /app/entrypoint.sh.
+    let service = dir.path().join("service");
     fs::write(&service, "#!/bin/sh\necho \"service ran with: $*\"\n").expect("fake service");
     let model = dir.path().join("model");
     fs::create_dir(&model).expect("model dir");
