@@ -49,8 +49,12 @@ pub async fn fresh_postgres_database() -> String {
 /// Turns each named `async fn(testkit::Backend)` scenario of the current module into two tests,
 /// `<scenario>::on_sqlite` and `<scenario>::on_postgres`, on a two-worker Tokio runtime.
 ///
-/// ```ignore
-/// async fn registering_twice_is_a_conflict(backend: Backend) { /* … */ }
+/// ```no_run
+/// use testkit::Backend;
+///
+/// async fn registering_twice_is_a_conflict(backend: Backend) {
+///     let _ = backend; // spawn the app on this backend, register twice, expect 409
+/// }
 ///
 /// testkit::on_both_databases!(registering_twice_is_a_conflict);
 /// ```
