@@ -75,15 +75,6 @@ impl Application {
             .with_context(|| format!("cannot bind LISTEN_ADDR {}", settings.listen_addr))
     }
 
-    /// Uses a listener the caller already bound (tests own their listener).
-    pub fn from_listener(listener: TcpListener, router: Router, grace: Duration) -> Self {
-        Self {
-            listener,
-            router,
-            grace,
-        }
-    }
-
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
