@@ -74,9 +74,14 @@ COPY inference_service/convert/ /src/inference_service/convert/
 COPY inference_service/tests/fixtures/resmem_golden.json /src/inference_service/tests/fixtures/resmem_golden.json
 COPY inference_service/tests/fixtures/photos/ /src/inference_service/tests/fixtures/photos/
 WORKDIR /src/inference_service/convert
+# The onnxruntime wheel's shared library goes beside the model: the service's second engine
+# (INFERENCE_ENGINE=onnxruntime) loads it at run time through ORT_DYLIB_PATH.
 RUN python convert_resmem.py --wheel /wheel/resmem-*.whl --out /model \
     && python -c "import json; print(json.load(open('/model/manifest.json'))['licence'])" > /model/LICENCE-NOTE.txt \
-    && echo "Model licence: $(cat /model/LICENCE-NOTE.txt)"
+    && echo "Model licence: $(cat /model/LICENCE-NOTE.txt)" \
+    && mkdir -p /model/onnxruntime \
+    && cp "$(python -c 'import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))')"/capi/libonnxruntime.so.* \
+        /model/onnxruntime/libonnxruntime.so
 
 FROM ${BINARIES} AS binaries
 FROM ${MODEL} AS model
@@ -112,7 +117,8 @@ ENTRYPOINT ["/app/service"]
 FROM service AS inference_service
 COPY --from=model /model /app/model
 COPY deploy/inference-entrypoint.sh /app/entrypoint.sh
-ENV MODEL_DIR=/app/model
+ENV MODEL_DIR=/app/model \
+    ORT_DYLIB_PATH=/app/model/onnxruntime/libonnxruntime.so
 # Loading the model takes a while: a longer start period before failures count.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["/app/service", "healthcheck"]

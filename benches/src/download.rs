@@ -176,7 +176,10 @@ impl FileServer {
                 root = root.display(),
             ),
         )?;
-        let child = Command::new(xtask::stack::nginx_bin())
+        let mut command = Command::new(xtask::stack::nginx_bin());
+        // Its own process group, so stopping it stops its workers too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
@@ -196,7 +199,6 @@ impl FileServer {
 
 impl Drop for FileServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        xtask::stack::stop_group(&mut self.child);
     }
 }

@@ -226,13 +226,15 @@ impl Bench {
     }
 }
 
-/// Overrides every benchmark stack gets: login limits far above the load sent (the limiter
-/// protects against guessing, the benchmark measures hashing), tokens that outlive the run, and
-/// no prediction cache.
+/// Overrides every benchmark stack gets: login, registration and hash-queue limits far above the
+/// load sent (the limiters protect against guessing and floods, the benchmark measures hashing),
+/// tokens that outlive the run, and no prediction cache.
 fn base_overrides() -> BTreeMap<String, BTreeMap<String, String>> {
     let users: BTreeMap<String, String> = [
         ("LOGIN_RATE_PER_MINUTE_IP", "1000000"),
         ("LOGIN_RATE_PER_MINUTE_USER", "1000000"),
+        ("REGISTER_RATE_PER_MINUTE_IP", "1000000"),
+        ("ARGON2_MAX_QUEUE", "1000000"),
         ("ACCESS_TOKEN_TTL_SECS", "3600"),
     ]
     .into_iter()

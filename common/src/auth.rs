@@ -16,12 +16,16 @@ use axum::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::{sync::Cache, Expiry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::Problem;
+
+mod revocations;
+pub use revocations::{Revocation, RevocationFeed, RevocationList, RevocationSource};
 
 /// Default `iss` of access tokens.
 pub const DEFAULT_ISSUER: &str = "forgettable-users";
@@ -69,6 +73,10 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub jti: Uuid,
+    /// The session (refresh-token family) the token was issued in; logout and refresh-token
+    /// reuse revoke exactly the tokens of one session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// One key of a JSON Web Key Set (RFC 8037, OKP / Ed25519).
@@ -156,12 +164,18 @@ pub enum AuthError {
     Invalid,
     #[error("The signing keys could not be fetched; try again shortly.")]
     KeysUnavailable,
+    #[error("The access token has been revoked; log in again.")]
+    Revoked,
+    #[error("Token revocations could not be checked lately; try again shortly.")]
+    RevocationsUnavailable,
 }
 
 impl From<AuthError> for Problem {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::KeysUnavailable => Problem::overloaded(err.to_string()),
+            AuthError::KeysUnavailable | AuthError::RevocationsUnavailable => {
+                Problem::overloaded(err.to_string())
+            }
             _ => Problem::unauthorized(err.to_string()),
         }
     }
@@ -181,6 +195,42 @@ pub struct TokenVerifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     source: KeySource,
     validation: Validation,
+    /// Tokens already verified, by the SHA-256 of their text: a client sends the same token with
+    /// every request, and a lookup costs a fraction of an Ed25519 signature check.
+    verified: Cache<[u8; 32], Arc<Claims>>,
+    /// Checked on every verification, remembered tokens included.
+    revocations: Arc<RevocationList>,
+}
+
+/// Verified tokens remembered at most (a few MiB).
+const VERIFIED_TOKENS_MAX: u64 = 10_000;
+/// How long a verified token is remembered at most; never past its `exp`.
+const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(30);
+
+/// Forgets a verified token at its `exp`, or after [`VERIFIED_TOKEN_TTL`] if that comes first.
+struct UntilExpiry;
+
+impl Expiry<[u8; 32], Arc<Claims>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &[u8; 32],
+        claims: &Arc<Claims>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = u64::try_from(claims.exp - unix_now()).unwrap_or(0);
+        Some(Duration::from_secs(left).min(VERIFIED_TOKEN_TTL))
+    }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn verified_tokens() -> Cache<[u8; 32], Arc<Claims>> {
+    Cache::builder()
+        .max_capacity(VERIFIED_TOKENS_MAX)
+        .expire_after(UntilExpiry)
+        .build()
 }
 
 /// An unknown `kid` triggers at most one JWKS fetch per this interval.
@@ -206,6 +256,8 @@ impl TokenVerifier {
             keys: RwLock::new(keys),
             source: KeySource::Fixed,
             validation: Self::validation(issuer, audience),
+            verified: verified_tokens(),
+            revocations: Arc::new(RevocationList::unfed()),
         }
     }
 
@@ -223,39 +275,53 @@ impl TokenVerifier {
                 last_fetch: Mutex::new(None),
             },
             validation: Self::validation(issuer, audience),
+            verified: verified_tokens(),
+            revocations: Arc::new(RevocationList::unfed()),
         }
     }
 
     /// Builds the verifier services configure with `JWKS_URL` (comma-separated) or
-    /// `JWT_PUBLIC_KEY_FILE`, plus `JWT_ISSUER` / `JWT_AUDIENCE`.
+    /// `JWT_PUBLIC_KEY_FILE`, plus `JWT_ISSUER` / `JWT_AUDIENCE`, and its revocation feed
+    /// (`REVOCATIONS_URL`, `REVOCATION_POLL_INTERVAL_MS`, `REVOCATION_MAX_STALENESS_SECS`).
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
         use crate::config::{var, var_or, ConfigError};
         let issuer: String = var_or("JWT_ISSUER", DEFAULT_ISSUER.to_owned())?;
         let audience: String = var_or("JWT_AUDIENCE", DEFAULT_AUDIENCE.to_owned())?;
-        if let Some(path) = var::<String>("JWT_PUBLIC_KEY_FILE")? {
+        let verifier = if let Some(path) = var::<String>("JWT_PUBLIC_KEY_FILE")? {
             let pem = std::fs::read_to_string(&path).map_err(|e| {
                 ConfigError::new("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}"))
             })?;
             let key = ed25519_public_key_from_pem(&pem)
                 .map_err(|e| ConfigError::new("JWT_PUBLIC_KEY_FILE", format!("{path}: {e}")))?;
-            return Ok(Self::from_public_keys(&[key], &issuer, &audience));
-        }
-        let urls: String = var_or(
-            "JWKS_URL",
-            "http://127.0.0.1:8101/.well-known/jwks.json".to_owned(),
-        )?;
-        let urls: Vec<String> = urls
-            .split(',')
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty())
-            .collect();
-        if urls.is_empty() {
-            return Err(ConfigError::new(
+            Self::from_public_keys(&[key], &issuer, &audience)
+        } else {
+            let urls = url_list(&var_or(
                 "JWKS_URL",
-                "set at least one URL or JWT_PUBLIC_KEY_FILE",
-            ));
-        }
-        Ok(Self::from_jwks_urls(urls, &issuer, &audience))
+                "http://127.0.0.1:8101/.well-known/jwks.json".to_owned(),
+            )?);
+            if urls.is_empty() {
+                return Err(ConfigError::new(
+                    "JWKS_URL",
+                    "set at least one URL or JWT_PUBLIC_KEY_FILE",
+                ));
+            }
+            Self::from_jwks_urls(urls, &issuer, &audience)
+        };
+        Ok(match revocation_source_from_env()? {
+            Some(source) => verifier.with_revocations(Arc::new(RevocationList::fed_from(source))),
+            None => verifier,
+        })
+    }
+
+    /// This verifier, checking tokens against `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<RevocationList>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revocations every token is checked against.
+    pub fn revocations(&self) -> &Arc<RevocationList> {
+        &self.revocations
     }
 
     /// Fetches the key set now (services call it at start so the first request is fast).
@@ -287,6 +353,8 @@ impl TokenVerifier {
                     }
                     let count = keys.len();
                     *self.keys.write().await = keys;
+                    // A key that left the set must not keep its tokens valid.
+                    self.verified.invalidate_all();
                     tracing::info!(%url, keys = count, "fetched signing keys");
                     return Ok(count);
                 }
@@ -315,8 +383,23 @@ impl TokenVerifier {
         Ok(self.keys.read().await.get(kid).cloned())
     }
 
-    /// Verifies a compact JWT and returns its claims.
+    /// Verifies a compact JWT and returns its claims. A token verified before is answered from
+    /// memory until its `exp` (at most [`VERIFIED_TOKEN_TTL`] after it was verified).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            if claims.exp > unix_now() {
+                self.revocations.check(&claims)?;
+                return Ok(Claims::clone(&claims));
+            }
+        }
+        let claims = self.verify_signature(token).await?;
+        self.revocations.check(&claims)?;
+        self.verified.insert(digest, Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::Invalid);
@@ -330,6 +413,105 @@ impl TokenVerifier {
                 _ => AuthError::Invalid,
             })
     }
+}
+
+/// The non-empty entries of a comma-separated list of URLs.
+fn url_list(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+const REVOCATIONS_PATH: &str = "/internal/revocations";
+/// Default time between two polls of the revocation feed.
+pub const DEFAULT_REVOCATION_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time without a successful poll after which every token is refused.
+pub const DEFAULT_REVOCATION_MAX_STALENESS: Duration = Duration::from_secs(5);
+/// The longest staleness accepted: beyond it a revoked token could work for minutes.
+const MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(60);
+
+/// The revocation feed from `REVOCATIONS_URL` (default: every `JWKS_URL` with its path replaced by
+/// `/internal/revocations`), `REVOCATION_POLL_INTERVAL_MS` and `REVOCATION_MAX_STALENESS_SECS`.
+/// `REVOCATIONS_URL=none` turns revocation checks off (a service on its own, tests); with a
+/// public-key file and no users_service URL to derive from, the variable must be set.
+fn revocation_source_from_env() -> Result<Option<RevocationSource>, crate::config::ConfigError> {
+    use crate::config::{var, var_or, ConfigError};
+    let urls = match var::<String>("REVOCATIONS_URL")? {
+        Some(urls) if urls.eq_ignore_ascii_case("none") => {
+            tracing::warn!(
+                "REVOCATIONS_URL=none: revoked access tokens stay valid until they expire"
+            );
+            return Ok(None);
+        }
+        Some(urls) => url_list(&urls),
+        None if var::<String>("JWT_PUBLIC_KEY_FILE")?.is_some() => {
+            return Err(ConfigError::new(
+                "REVOCATIONS_URL",
+                "set it to users_service's /internal/revocations URLs (or `none`) when \
+                 JWT_PUBLIC_KEY_FILE is used",
+            ))
+        }
+        None => {
+            let jwks = url_list(&var_or(
+                "JWKS_URL",
+                format!("http://127.0.0.1:8101{JWKS_PATH}"),
+            )?);
+            jwks.iter()
+                .map(|url| {
+                    url.strip_suffix(JWKS_PATH)
+                        .map(|base| format!("{base}{REVOCATIONS_PATH}"))
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                "REVOCATIONS_URL",
+                                format!("cannot derive it from JWKS_URL entry {url}: set it"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    if urls.is_empty() {
+        return Err(ConfigError::new(
+            "REVOCATIONS_URL",
+            "set at least one URL, or `none`",
+        ));
+    }
+    let poll_interval = Duration::from_millis(var_or(
+        "REVOCATION_POLL_INTERVAL_MS",
+        u64::try_from(DEFAULT_REVOCATION_POLL_INTERVAL.as_millis()).unwrap_or(1_000),
+    )?);
+    let max_staleness = Duration::from_secs(var_or(
+        "REVOCATION_MAX_STALENESS_SECS",
+        DEFAULT_REVOCATION_MAX_STALENESS.as_secs(),
+    )?);
+    if poll_interval < Duration::from_millis(50) {
+        return Err(ConfigError::new(
+            "REVOCATION_POLL_INTERVAL_MS",
+            "must be at least 50",
+        ));
+    }
+    if max_staleness > MAX_REVOCATION_STALENESS {
+        return Err(ConfigError::new(
+            "REVOCATION_MAX_STALENESS_SECS",
+            format!(
+                "at most {} (a longer bound lets revoked tokens work that long)",
+                MAX_REVOCATION_STALENESS.as_secs()
+            ),
+        ));
+    }
+    if max_staleness < poll_interval * 2 {
+        return Err(ConfigError::new(
+            "REVOCATION_MAX_STALENESS_SECS",
+            "must be at least twice REVOCATION_POLL_INTERVAL_MS, or one late poll refuses every token",
+        ));
+    }
+    Ok(Some(RevocationSource {
+        urls,
+        poll_interval,
+        max_staleness,
+    }))
 }
 
 async fn fetch_jwks(client: &reqwest::Client, url: &str) -> anyhow::Result<JwkSet> {
@@ -393,5 +575,49 @@ where
             token,
             claims,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims_expiring_in(seconds: i64) -> Arc<Claims> {
+        let now = unix_now();
+        Arc::new(Claims {
+            sub: Uuid::nil(),
+            name: "alice".into(),
+            role: Role::User,
+            iat: now,
+            exp: now + seconds,
+            iss: DEFAULT_ISSUER.into(),
+            aud: DEFAULT_AUDIENCE.into(),
+            jti: Uuid::nil(),
+            sid: None,
+        })
+    }
+
+    fn remembered_for(claims: &Arc<Claims>) -> Duration {
+        UntilExpiry
+            .expire_after_create(&[0; 32], claims, std::time::Instant::now())
+            .expect("every entry expires")
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_its_expiry_at_most() {
+        let soon = remembered_for(&claims_expiring_in(10));
+        assert!(
+            soon <= Duration::from_secs(10) && soon >= Duration::from_secs(9),
+            "{soon:?}"
+        );
+        assert_eq!(remembered_for(&claims_expiring_in(-5)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_long_lived_token_is_remembered_for_the_ttl_only() {
+        assert_eq!(
+            remembered_for(&claims_expiring_in(3_600)),
+            VERIFIED_TOKEN_TTL
+        );
     }
 }

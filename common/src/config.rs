@@ -194,6 +194,53 @@ impl FromStr for LogFormat {
     }
 }
 
+/// How slowly a request body may arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRate {
+    /// `REQUEST_BODY_GRACE_SECS`: time a body gets before its rate counts.
+    pub grace: Duration,
+    /// `REQUEST_BODY_MIN_KIB_PER_SEC`: the average rate a body must keep up after the grace.
+    pub min_bytes_per_sec: u64,
+}
+
+impl Default for BodyRate {
+    /// 3 s of grace, then at least 8 KiB/s on average.
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(3),
+            min_bytes_per_sec: 8 * 1024,
+        }
+    }
+}
+
+impl BodyRate {
+    fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let grace = secs_or("REQUEST_BODY_GRACE_SECS", defaults.grace.as_secs())?;
+        if grace.is_zero() {
+            return Err(ConfigError::new(
+                "REQUEST_BODY_GRACE_SECS",
+                "must be at least 1",
+            ));
+        }
+        let kib: u64 = var_or(
+            "REQUEST_BODY_MIN_KIB_PER_SEC",
+            defaults.min_bytes_per_sec / 1024,
+        )?;
+        if kib == 0 {
+            // 0 would let a body trickle for as long as the request timeout.
+            return Err(ConfigError::new(
+                "REQUEST_BODY_MIN_KIB_PER_SEC",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            grace,
+            min_bytes_per_sec: kib.saturating_mul(1024),
+        })
+    }
+}
+
 /// Settings every service reads the same way.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -209,6 +256,11 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `REQUEST_HEADER_TIMEOUT_SECS`: a connection whose request headers are not complete
+    /// within this time is closed.
+    pub header_timeout: Duration,
+    /// How slowly a request body may arrive before it is cut with 408.
+    pub body_rate: BodyRate,
 }
 
 impl ServerSettings {
@@ -224,9 +276,17 @@ impl ServerSettings {
             max_in_flight: var_or("MAX_IN_FLIGHT", 256)?,
             request_timeout: secs_or("REQUEST_TIMEOUT_SECS", 30)?,
             shutdown_grace: secs_or("SHUTDOWN_GRACE_SECS", 10)?,
+            header_timeout: secs_or("REQUEST_HEADER_TIMEOUT_SECS", 10)?,
+            body_rate: BodyRate::from_env()?,
         };
         if settings.max_in_flight == 0 {
             return Err(ConfigError::new("MAX_IN_FLIGHT", "must be at least 1"));
+        }
+        if settings.header_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "REQUEST_HEADER_TIMEOUT_SECS",
+                "must be at least 1: without it a client could hold a connection forever",
+            ));
         }
         if settings.instance_name.is_empty()
             || !settings
@@ -251,6 +311,9 @@ pub struct ImageLimits {
     pub max_upload_bytes: u64,
     /// `MAX_IMAGE_DIMENSION`: a width or height beyond it is refused with 422.
     pub max_image_dimension: u32,
+    /// `MAX_IMAGE_PIXELS`: width × height beyond it is refused with 422, from the header, before
+    /// any pixel is decoded. A few hundred kilobytes of PNG can declare a hundred megapixels.
+    pub max_image_pixels: u64,
     /// `MAX_DECODE_BYTES`: memory one decode may allocate.
     pub max_decode_bytes: u64,
 }
@@ -260,18 +323,22 @@ impl Default for ImageLimits {
         Self {
             max_upload_bytes: 20 * 1024 * 1024,
             max_image_dimension: 16_384,
+            // 40 megapixels: larger than any phone or most cameras take, 120 MB as RGB.
+            max_image_pixels: 40_000_000,
             max_decode_bytes: 256 * 1024 * 1024,
         }
     }
 }
 
 impl ImageLimits {
-    /// Reads `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION` and `MAX_DECODE_BYTES`; each must be at least 1.
+    /// Reads `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_IMAGE_PIXELS` and `MAX_DECODE_BYTES`;
+    /// each must be at least 1.
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let limits = Self {
             max_upload_bytes: var_or("MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
             max_image_dimension: var_or("MAX_IMAGE_DIMENSION", defaults.max_image_dimension)?,
+            max_image_pixels: var_or("MAX_IMAGE_PIXELS", defaults.max_image_pixels)?,
             max_decode_bytes: var_or("MAX_DECODE_BYTES", defaults.max_decode_bytes)?,
         };
         limits.validate()?;
@@ -283,6 +350,7 @@ impl ImageLimits {
         for (name, value) in [
             ("MAX_UPLOAD_BYTES", self.max_upload_bytes),
             ("MAX_IMAGE_DIMENSION", u64::from(self.max_image_dimension)),
+            ("MAX_IMAGE_PIXELS", self.max_image_pixels),
             ("MAX_DECODE_BYTES", self.max_decode_bytes),
         ] {
             if value == 0 {
@@ -296,6 +364,18 @@ impl ImageLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_pixel_limit_names_its_variable() {
+        let limits = ImageLimits {
+            max_image_pixels: 0,
+            ..ImageLimits::default()
+        };
+        assert_eq!(
+            limits.validate().expect_err("zero").name,
+            "MAX_IMAGE_PIXELS"
+        );
+    }
 
     #[test]
     fn log_format_parses_known_names_only() {

@@ -6,6 +6,8 @@
 //! - [`auth`]: EdDSA JWT claims, verification with a JWKS cache, the [`auth::AuthUser`] extractor.
 //! - [`metrics`]: the Prometheus registry and HTTP metrics every service exposes.
 //! - [`middleware`]: request id, `X-Served-By`, metrics, load shedding, timeouts, panics.
+//! - [`body_rate`]: the minimum rate a request body must arrive at (slower ones get 408).
+//! - [`unread_body`]: `Connection: close` on an answer given before the request body was read.
 //! - [`openapi`]: the bearer security scheme and problem schema of every OpenAPI document.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
@@ -17,6 +19,7 @@
 //! - `imaging` (feature `imaging`): which image files are accepted, checked and decoded under limits.
 
 pub mod auth;
+pub mod body_rate;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
@@ -33,5 +36,6 @@ pub mod server;
 pub mod service;
 pub mod telemetry;
 pub mod timestamp;
+pub mod unread_body;
 
 pub use problem::{AppJson, Problem};

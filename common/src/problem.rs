@@ -23,15 +23,23 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// A problem+json response body (RFC 9457).
-#[derive(Debug, Clone, Serialize)]
+/// An error answer: an RFC 9457 problem+json body (the `Problem` schema of the OpenAPI documents).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `/problems/{slug}`, e.g. `/problems/validation`.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/validation")]
     pub kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Unprocessable Entity")]
     pub title: String,
+    /// The HTTP status, repeated.
     #[serde(serialize_with = "serialize_status")]
+    #[schema(value_type = u16, minimum = 400, maximum = 599, example = 422)]
     pub status: StatusCode,
+    /// What went wrong, in a sentence a person can act on.
     pub detail: String,
+    /// The `X-Request-Id` of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Seconds after which a retry makes sense (sent as `Retry-After`).

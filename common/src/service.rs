@@ -45,6 +45,9 @@ pub trait Service: Sized {
     /// Everything the service reads from its environment.
     type Settings: ServiceSettings;
 
+    /// The OpenAPI document `/openapi.json` serves.
+    fn openapi() -> serde_json::Value;
+
     /// Connects what the service needs and binds its listener.
     fn build(settings: Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
     /// The bound HTTP server.
@@ -79,6 +82,8 @@ enum Command<E: Subcommand> {
     Serve,
     /// Exit 0 when this instance's /readyz answers 200.
     Healthcheck,
+    /// Print the OpenAPI document that /openapi.json serves.
+    Openapi,
     #[command(flatten)]
     Own(E),
 }
@@ -109,6 +114,10 @@ where
                 S::Settings::DEFAULT_INSTANCE_NAME,
             )
             .await
+        }
+        Command::Openapi => {
+            println!("{:#}", S::openapi());
+            return ExitCode::SUCCESS;
         }
         Command::Serve => None,
         Command::Own(command) => Some(command),
@@ -157,14 +166,22 @@ fn exit_code(service: &str, outcome: anyhow::Result<()>) -> ExitCode {
 }
 
 /// The verifier of a service that accepts tokens from users_service, configured from the
-/// environment (`JWKS_URL` or `JWT_PUBLIC_KEY_FILE`). The keys are fetched once now so the first
-/// request is fast; users_service may not be up yet, so a failure is only a warning and the
-/// fetch is retried on the first token.
+/// environment (`JWKS_URL` or `JWT_PUBLIC_KEY_FILE`, and the revocation feed). The keys and the
+/// revocations are fetched once now so the first request is fast; users_service may not be up
+/// yet, so a failure is only a warning: keys are fetched again on the first token, revocations
+/// every poll interval from now on (tokens get 503 until the feed has answered once).
 pub async fn token_verifier_from_env() -> anyhow::Result<Arc<TokenVerifier>> {
     let verifier = Arc::new(TokenVerifier::from_env()?);
     if let Err(e) = verifier.refresh().await {
         tracing::warn!(error = %e, "signing keys not fetched yet; will retry on the first token");
     }
+    if let Err(e) = verifier.revocations().poll().await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "revocations not fetched yet; polling goes on"
+        );
+    }
+    verifier.revocations().spawn_polling();
     Ok(verifier)
 }
 
@@ -201,6 +218,11 @@ mod tests {
             parse(&["svc", "gen-key", "--out", "k.pem"]),
             Some(Command::Own(Own::GenKey { out })) if out == "k.pem"
         ));
+    }
+
+    #[test]
+    fn openapi_is_a_shared_subcommand() {
+        assert!(matches!(parse(&["svc", "openapi"]), Some(Command::Openapi)));
     }
 
     #[test]

@@ -14,9 +14,15 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// `BLOB_STORE_URL`: `file://DIR` or `s3://BUCKET[/PREFIX]`.
     pub blob_store_url: String,
-    /// `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_DECODE_BYTES`: applied to every upload.
+    /// `MAX_UPLOAD_BYTES`, `MAX_IMAGE_DIMENSION`, `MAX_IMAGE_PIXELS`, `MAX_DECODE_BYTES`: applied
+    /// to every upload.
     pub limits: ImageLimits,
+    /// `BLOB_CACHE_BYTES`: memory for recently downloaded small images (0 turns it off).
+    pub blob_cache_bytes: u64,
 }
+
+/// The default of `BLOB_CACHE_BYTES`: 64 MiB, some hundreds of typical small images.
+pub const DEFAULT_BLOB_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl ServiceSettings for Settings {
     const DEFAULT_LISTEN_ADDR: &'static str = "127.0.0.1:8201";
@@ -29,6 +35,7 @@ impl ServiceSettings for Settings {
             database_url: database_url("sqlite://data/images.db")?,
             blob_store_url: var_or("BLOB_STORE_URL", "file://data/blobs".to_owned())?,
             limits,
+            blob_cache_bytes: var_or("BLOB_CACHE_BYTES", DEFAULT_BLOB_CACHE_BYTES)?,
         };
         settings.validate()?;
         Ok(settings)

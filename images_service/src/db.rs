@@ -140,6 +140,23 @@ pub async fn exists(pool: &AnyPool, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(row.is_some())
 }
 
+/// The id of the installation this database belongs to, once it has one.
+pub async fn installation(pool: &AnyPool) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM installation")
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// Records the id of the installation this database belongs to.
+pub async fn set_installation(pool: &AnyPool, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO installation (id) VALUES ($1)")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Whether `error` is the (owner, digest) unique violation, not any other.
 pub fn is_duplicate_digest(error: &sqlx::Error) -> bool {
     OWNER_DIGEST_KEY.is_violated_by(error)

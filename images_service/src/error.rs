@@ -19,6 +19,8 @@ pub enum Error {
     Image(#[from] Rejection),
     #[error("{0}")]
     BadMultipart(String),
+    #[error("Send the image as multipart/form-data with a `file` field.")]
+    NotMultipart,
     #[error("{0}")]
     Validation(String),
     #[error("There is no image with this id.")]
@@ -57,6 +59,7 @@ impl From<Error> for Problem {
             Error::MissingFile | Error::Validation(_) => Problem::validation(detail),
             Error::Image(rejection) => rejection.into(),
             Error::BadMultipart(_) => Problem::bad_request(detail),
+            Error::NotMultipart => Problem::unsupported_media(detail),
             Error::NotFound => Problem::not_found(detail),
             Error::Unexpected(cause) => Problem::unexpected(cause),
         }
@@ -89,6 +92,7 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (Error::BadMultipart("x".into()), StatusCode::BAD_REQUEST),
+            (Error::NotMultipart, StatusCode::UNSUPPORTED_MEDIA_TYPE),
             (Error::NotFound, StatusCode::NOT_FOUND),
         ];
         for (error, status) in cases {

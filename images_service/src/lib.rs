@@ -7,6 +7,7 @@
 //! - [`domain`]: list cursors, ETag matching.
 //! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
 //! - [`storage`]: blobs in an object store, written to a temporary key and committed.
+//! - [`upload_form`]: the upload's multipart/form-data body: its `file` field, read screened.
 //! - [`error`]: the service's error enum and its problem+json answers.
 //! - [`metrics`]: upload, rejection, deduplication and sweep counters.
 
@@ -19,6 +20,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod upload_form;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -40,7 +40,7 @@ impl InferenceMetrics {
             )?)?,
             queue_depth: metrics.register(IntGauge::new(
                 "inference_queue_depth",
-                "Requests waiting for an inference worker.",
+                "Requests waiting for an inference worker (a stored image's while it is fetched too).",
             )?)?,
             model_load_seconds: metrics.register(Gauge::new(
                 "inference_model_load_seconds",

@@ -1,8 +1,12 @@
 //! From image bytes to a labelled score: screen the bytes (`common::imaging`, the same checks as
 //! images_service), cache by (image SHA-256, model SHA-256), otherwise decode, preprocess and run
 //! the model in the bounded pool.
+//!
+//! A stored image is fetched only when needed: the cache is asked with the SHA-256 images_service
+//! knows, a place in the pool is reserved, and at most `INFERENCE_DOWNLOADS` images are held in
+//! memory at once, from their first fetched byte until they are decoded.
 
-use std::{io::Cursor, sync::Arc, time::Instant};
+use std::{future::Future, io::Cursor, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use common::{
@@ -12,13 +16,13 @@ use common::{
 use moka::sync::Cache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     config::Settings,
     error::{Error, Result},
     metrics::InferenceMetrics,
-    model::{InferencePool, LoadedModel, PoolError},
+    model::{pool::Reservation, InferencePool, LoadedModel, PoolError},
 };
 
 /// Where the model is in its life.
@@ -80,6 +84,8 @@ type CacheKey = ([u8; 32], Arc<str>);
 pub struct Predictor {
     state: watch::Sender<ModelState>,
     pool: InferencePool,
+    /// Stored images held in memory at once (`INFERENCE_DOWNLOADS`).
+    downloads: Arc<Semaphore>,
     cache: Cache<CacheKey, f32>,
     metrics: InferenceMetrics,
     limits: ImageLimits,
@@ -91,7 +97,8 @@ impl Predictor {
         let pool = settings.pool;
         Self {
             state: watch::Sender::new(ModelState::Loading),
-            pool: InferencePool::new(pool.workers, pool.threads, pool.queue, metrics.clone()),
+            pool: InferencePool::new(pool.workers, pool.queue, metrics.clone()),
+            downloads: Arc::new(Semaphore::new(pool.downloads)),
             cache: Cache::new(settings.cache_entries),
             metrics,
             limits: settings.limits,
@@ -156,27 +163,76 @@ impl Predictor {
         let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&hashed).into())
             .await
             .map_err(|e| Error::Unexpected(e.into()))?;
-        let key: CacheKey = (digest, Arc::from(model.sha256.as_str()));
-        let score = match self.cache.get(&key) {
-            Some(score) => {
-                self.metrics.cache_hits.inc();
-                score
-            }
+        let key = Self::key(digest, &model);
+        let score = match self.cached(&key) {
+            Some(score) => score,
             None => {
-                self.metrics.cache_misses.inc();
-                let score = self.run(model.clone(), bytes, kind).await?;
+                let reservation = self.pool.reserve().map_err(|_| Error::Busy)?;
+                let score = self
+                    .run(reservation, model.clone(), bytes, kind, None)
+                    .await?;
                 self.cache.insert(key, score);
                 score
             }
         };
-        let threshold = self.threshold(&model);
+        Ok(self.answer(score, &model, started))
+    }
+
+    /// Scores a stored image whose bytes have SHA-256 `digest`, calling `fetch` for them only
+    /// when the cache does not know the answer, once a place in the pool is reserved (503 at
+    /// once when the queue is full) and a download slot is free.
+    #[tracing::instrument(skip_all)]
+    pub async fn predict_stored<F, Fut>(&self, digest: [u8; 32], fetch: F) -> Result<Prediction>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let started = Instant::now();
+        let model = self.model()?;
+        let key = Self::key(digest, &model);
+        if let Some(score) = self.cached(&key) {
+            return Ok(self.answer(score, &model, started));
+        }
+        let reservation = self.pool.reserve().map_err(|_| Error::Busy)?;
+        let download = self
+            .downloads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Unexpected(e.into()))?;
+        let bytes = fetch().await?;
+        let kind = imaging::screen(&bytes, &self.limits)?;
+        let score = self
+            .run(reservation, model.clone(), bytes, kind, Some(download))
+            .await?;
+        self.cache.insert(key, score);
+        Ok(self.answer(score, &model, started))
+    }
+
+    fn key(digest: [u8; 32], model: &LoadedModel) -> CacheKey {
+        (digest, Arc::from(model.sha256.as_str()))
+    }
+
+    /// The cached score, counting the hit or the miss.
+    fn cached(&self, key: &CacheKey) -> Option<f32> {
+        let score = self.cache.get(key);
+        match score {
+            Some(_) => self.metrics.cache_hits.inc(),
+            None => self.metrics.cache_misses.inc(),
+        }
+        score
+    }
+
+    /// The labelled answer for `score`, counted in the predictions metric.
+    fn answer(&self, score: f32, model: &LoadedModel, started: Instant) -> Prediction {
+        let threshold = self.threshold(model);
         let label = Label::of(score, threshold);
         self.metrics
             .predictions
             .with_label_values(&[label.as_str()])
             .inc();
         let m = &model.manifest;
-        Ok(Prediction {
+        Prediction {
             label,
             score,
             threshold,
@@ -186,17 +242,26 @@ impl Predictor {
                 sha256: model.sha256.clone(),
             },
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
+        }
     }
 
-    /// Decode, preprocess and forward pass, on a worker of the pool.
-    async fn run(&self, model: Arc<LoadedModel>, bytes: Bytes, kind: ImageType) -> Result<f32> {
+    /// Decode, preprocess and forward pass, on a worker of the pool, in the place `reservation`
+    /// holds. `download`, the slot the bytes were fetched in, is freed once they are decoded.
+    async fn run(
+        &self,
+        reservation: Reservation,
+        model: Arc<LoadedModel>,
+        bytes: Bytes,
+        kind: ImageType,
+        download: Option<OwnedSemaphorePermit>,
+    ) -> Result<f32> {
         let limits = self.limits;
         let seconds = self.metrics.seconds.clone();
         let job = move || -> Result<f32> {
             // RGB as PIL's `convert("RGB")`, which the model was trained on.
             let image = imaging::decode(Cursor::new(&bytes), kind, &limits)?.into_rgb8();
             drop(bytes);
+            drop(download);
             let input = model.preprocessor().tensor_data(&image);
             drop(image);
             let timer = seconds.start_timer();
@@ -204,7 +269,7 @@ impl Predictor {
             timer.observe_duration();
             Ok(score)
         };
-        match self.pool.run(job).await {
+        match self.pool.run(reservation, job).await {
             Ok(result) => result,
             Err(PoolError::Busy) => Err(Error::Busy),
             Err(e @ PoolError::Failed(_)) => Err(Error::Unexpected(e.into())),
@@ -230,6 +295,7 @@ mod tests {
             images_url: "http://127.0.0.1:8201".into(),
             threshold: None,
             pool: crate::config::PoolSettings::default(),
+            engine: crate::config::EngineSettings::default(),
             limits: ImageLimits::default(),
             cache_entries: 1,
         };

@@ -15,7 +15,7 @@ use crate::{
     config::Settings,
     images::ImagesClient,
     metrics::InferenceMetrics,
-    model::{LoadedModel, Manifest},
+    model::{LoadedModel, Manifest, Parallelism, Runtime},
     predictor::{ModelState, Predictor},
     routes,
     state::AppState,
@@ -28,7 +28,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the manifest (a missing model fails here, naming `cargo xtask model`), starts
+    /// Checks the manifest (a missing model fails here, naming `cargo xtask model`), starts the
+    /// engine (a missing ONNX Runtime library fails here, naming `ORT_DYLIB_PATH`), starts
     /// loading the model on the blocking pool and binds the listener, so `/healthz` answers at
     /// once and `/readyz` turns 200 when the model is ready. Access tokens are checked with the
     /// `verifier` ([`Service::build`] reads the keys `JWKS_URL` or `JWT_PUBLIC_KEY_FILE` names;
@@ -38,11 +39,24 @@ impl Application {
         verifier: Arc<TokenVerifier>,
     ) -> anyhow::Result<Self> {
         let manifest = Manifest::load(&settings.model_dir).context("MODEL_DIR")?;
+        let engine = &settings.engine;
+        let runtime = Runtime::start(engine.kind, engine.onnxruntime_library.as_deref())
+            .with_context(|| format!("INFERENCE_ENGINE={}", engine.kind))?;
+        if let Runtime::OnnxRuntime(library) = &runtime {
+            tracing::info!(library = %library.path().display(), "ONNX Runtime loaded");
+        }
         let metrics = Metrics::new("inference", &settings.server.instance_name, SLOW_BUCKETS)?;
         let inference_metrics = InferenceMetrics::register(&metrics)?;
         let predictor = Arc::new(Predictor::new(&settings, inference_metrics));
-        spawn_model_load(predictor.clone(), settings.model_dir.clone(), manifest);
+        spawn_model_load(
+            predictor.clone(),
+            settings.model_dir.clone(),
+            manifest,
+            runtime,
+            settings.pool.parallelism(),
+        );
 
+        let revocations = verifier.revocations().clone();
         let state = AppState {
             predictor: predictor.clone(),
             images: ImagesClient::new(&settings.images_url, settings.limits.max_upload_bytes)?,
@@ -52,8 +66,11 @@ impl Application {
         let ready = {
             let predictor = predictor.clone();
             readiness(move || {
-                let predictor = predictor.clone();
-                async move { predictor.readiness() }
+                let (predictor, revocations) = (predictor.clone(), revocations.clone());
+                async move {
+                    predictor.readiness()?;
+                    revocations.readiness()
+                }
             })
         };
         let router = build_router(ServiceParts {
@@ -78,6 +95,10 @@ impl Service for Application {
     const ABOUT: &'static str = "Forgettable Images: memorability predictions with an ONNX model";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     type Settings = Settings;
+
+    fn openapi() -> serde_json::Value {
+        routes::openapi()
+    }
 
     async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_verifier(settings, token_verifier_from_env().await?).await
@@ -118,19 +139,38 @@ impl Service for Application {
     }
 }
 
-/// Loads the model on the blocking pool and installs it (or the reason it failed).
-fn spawn_model_load(predictor: Arc<Predictor>, dir: PathBuf, manifest: Manifest) {
+/// Loads the model into `runtime` on the blocking pool and installs it (or the reason it failed).
+fn spawn_model_load(
+    predictor: Arc<Predictor>,
+    dir: PathBuf,
+    manifest: Manifest,
+    runtime: Runtime,
+    parallelism: Parallelism,
+) {
     tokio::spawn(async move {
-        tracing::info!(model = %manifest.name, version = %manifest.version, dir = %dir.display(), "loading the model");
+        tracing::info!(
+            model = %manifest.name,
+            version = %manifest.version,
+            precision = manifest.precision.as_str(),
+            engine = %runtime.kind(),
+            workers = parallelism.lanes,
+            threads = parallelism.threads,
+            dir = %dir.display(),
+            "loading the model"
+        );
         // The model's terms travel with it: say them wherever the service runs.
         tracing::info!(licence = %manifest.licence, "model licence");
-        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&dir, manifest)).await;
+        let loaded = tokio::task::spawn_blocking(move || {
+            LoadedModel::load(&dir, manifest, &runtime, parallelism)
+        })
+        .await;
         let state = match loaded {
             Ok(Ok(model)) => {
                 tracing::info!(
                     model = %model.manifest.name,
                     version = %model.manifest.version,
                     sha256 = %model.sha256,
+                    engine = %model.engine(),
                     seconds = model.load_seconds,
                     "model ready"
                 );

@@ -111,6 +111,18 @@ pub fn resmem_model_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Traefik's variables that lift the gateway's per-address login and registration limits, for
+/// stacks whose traffic comes from one address on purpose (those limits have a test of their own).
+pub fn gateway_limits_lifted() -> std::collections::BTreeMap<String, String> {
+    [
+        "GATEWAY_LOGIN_RATE_PER_MINUTE_IP",
+        "GATEWAY_REGISTER_RATE_PER_MINUTE_IP",
+    ]
+    .into_iter()
+    .map(|name| (name.to_owned(), "100000".to_owned()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1542,7 +1542,11 @@ fn every_service_binary_becomes_ready_with_the_environment_compose_gives_it() {
     let as_root = running_as_root();
 
     let mut children = Children(Vec::new());
-    for name in start_order(&compose, &services) {
+    // Compose starts every service at once; one at a time, the users instances come first, as
+    // images and inference are ready only once a users instance serves the revocation feed.
+    let mut order = start_order(&compose, &services);
+    order.sort_by_key(|name| !name.starts_with("users"));
+    for name in order {
         let dockerfile = compose.built_services()[&name].clone();
         let volumes = compose.mounts(&name);
         let app_dir = project.path().join("containers").join(&name);

@@ -368,12 +368,28 @@ fn start_stack(data_dir: PathBuf) -> Stack {
     let replica = BTreeMap::from([
         ("MAX_IN_FLIGHT".to_owned(), REPLICA_MAX_IN_FLIGHT.to_owned()),
         ("ARGON2_MAX_CONCURRENT".to_owned(), "1".to_owned()),
+        ("ARGON2_MAX_QUEUE".to_owned(), "100000".to_owned()),
+        (
+            "REGISTER_RATE_PER_MINUTE_IP".to_owned(),
+            "100000".to_owned(),
+        ),
     ]);
     let mut env_overrides: BTreeMap<String, BTreeMap<String, String>> =
         ["users-1", "users-2", "users-3"]
             .into_iter()
             .map(|name| (name.to_owned(), replica.clone()))
             .collect();
+    // The backup takes the registrations the saturated replicas shed: no limit of its own either.
+    env_overrides.insert(
+        "users-backup".to_owned(),
+        BTreeMap::from([
+            ("ARGON2_MAX_QUEUE".to_owned(), "100000".to_owned()),
+            (
+                "REGISTER_RATE_PER_MINUTE_IP".to_owned(),
+                "100000".to_owned(),
+            ),
+        ]),
+    );
     // One instance creates the first admin, so the replicas do not race for it.
     env_overrides.get_mut("users-1").expect("users-1").extend([
         ("ADMIN_USERNAME".to_owned(), "monitoring_admin".to_owned()),
@@ -383,6 +399,8 @@ fn start_stack(data_dir: PathBuf) -> Stack {
             "admin password for the monitoring test".to_owned(),
         ),
     ]);
+    // The traffic registers and logs in from one address beyond the gateway's own limits too.
+    env_overrides.insert("traefik".to_owned(), system_tests::gateway_limits_lifted());
     let options = StackOptions {
         data_dir,
         bin_dir: system_tests::service_binaries().unwrap_or_else(|e| panic!("{e:#}")),

@@ -122,6 +122,7 @@ pub fn user_claims(user: Uuid, role: Role, ttl_secs: i64) -> Claims {
         iss: DEFAULT_ISSUER.to_owned(),
         aud: DEFAULT_AUDIENCE.to_owned(),
         jti: Uuid::new_v4(),
+        sid: Some(Uuid::new_v4().to_string()),
     }
 }
 

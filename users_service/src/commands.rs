@@ -96,9 +96,9 @@ pub async fn create_admin_command(
     )?;
     let metrics = UsersMetrics::register(&registry)?;
     let argon2 = settings.argon2;
+    let hash_metrics = metrics.hash_metrics();
     let passwords =
-        tokio::task::spawn_blocking(move || Passwords::new(argon2, metrics.argon2_seconds.clone()))
-            .await??;
+        tokio::task::spawn_blocking(move || Passwords::new(argon2, hash_metrics)).await??;
     let user = create_admin(&pool, &passwords, &admin)
         .await
         .map_err(anyhow::Error::new)?;

@@ -24,6 +24,8 @@ pub struct Argon2Settings {
     pub parallelism: u32,
     /// `ARGON2_MAX_CONCURRENT`: hashes running at once on the blocking pool.
     pub max_concurrent: usize,
+    /// `ARGON2_MAX_QUEUE`: hashes waiting for a slot; one more is answered 503 at once.
+    pub max_queue: usize,
 }
 
 impl Default for Argon2Settings {
@@ -34,6 +36,7 @@ impl Default for Argon2Settings {
             iterations: 2,
             parallelism: 1,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queue: 16,
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct Settings {
     pub login_rate_per_ip: NonZeroU32,
     /// `LOGIN_RATE_PER_MINUTE_USER`
     pub login_rate_per_user: NonZeroU32,
+    /// `REGISTER_RATE_PER_MINUTE_IP`
+    pub register_rate_per_ip: NonZeroU32,
     /// `TRUSTED_PROXY_CIDRS`: peers whose right-most `X-Forwarded-For` entry is the client.
     pub trusted_proxies: Vec<IpNet>,
     /// `ADMIN_USERNAME` / `ADMIN_EMAIL` / `ADMIN_PASSWORD`, when all three are set.
@@ -109,6 +114,7 @@ impl ServiceSettings for Settings {
             iterations: var_or("ARGON2_ITERATIONS", defaults.iterations)?,
             parallelism: var_or("ARGON2_PARALLELISM", defaults.parallelism)?,
             max_concurrent: var_or("ARGON2_MAX_CONCURRENT", defaults.max_concurrent)?,
+            max_queue: var_or("ARGON2_MAX_QUEUE", defaults.max_queue)?,
         };
         if argon2.memory_kib < 19_456 || argon2.iterations < 2 || argon2.parallelism < 1 {
             return Err(ConfigError::new(
@@ -157,6 +163,7 @@ impl ServiceSettings for Settings {
             argon2,
             login_rate_per_ip: nonzero("LOGIN_RATE_PER_MINUTE_IP", 30)?,
             login_rate_per_user: nonzero("LOGIN_RATE_PER_MINUTE_USER", 10)?,
+            register_rate_per_ip: nonzero("REGISTER_RATE_PER_MINUTE_IP", 10)?,
             trusted_proxies: parse_cidrs("TRUSTED_PROXY_CIDRS", &trusted)?,
             bootstrap_admin,
         };

@@ -6,7 +6,11 @@
 
 use std::{str::FromStr, time::Duration};
 
-use common::{auth::Role, db::UniqueConstraint, timestamp::Timestamp};
+use common::{
+    auth::{Claims, Revocation, Role},
+    db::UniqueConstraint,
+    timestamp::Timestamp,
+};
 use sqlx::{any::AnyRow, migrate::Migrator, AnyPool, Executor, Row};
 use uuid::Uuid;
 
@@ -106,15 +110,49 @@ pub async fn insert_user(pool: &AnyPool, new: NewUser<'_>) -> Result<User> {
             created_at: now,
             disabled_at: None,
         }),
-        Err(e) if USERNAME_KEY.is_violated_by(&e) => Err(Error::Conflict(format!(
-            "The username `{}` is already taken.",
-            new.username
-        ))),
-        Err(e) if EMAIL_KEY.is_violated_by(&e) => Err(Error::Conflict(
-            "An account with this email address already exists.".to_owned(),
-        )),
+        Err(e) if USERNAME_KEY.is_violated_by(&e) => Err(username_taken(new.username)),
+        Err(e) if EMAIL_KEY.is_violated_by(&e) => Err(email_taken()),
         Err(e) => Err(e.into()),
     }
+}
+
+fn username_taken(username: &str) -> Error {
+    Error::Conflict(format!("The username `{username}` is already taken."))
+}
+
+fn email_taken() -> Error {
+    Error::Conflict("An account with this email address already exists.".to_owned())
+}
+
+/// The 409 a registration with this username or email would get, found with one indexed read
+/// so that a taken name costs no password hash. [`insert_user`] still catches a race.
+#[tracing::instrument(skip_all)]
+pub async fn registration_conflict(
+    pool: &AnyPool,
+    username: &str,
+    email: &str,
+) -> Result<Option<Error>> {
+    let row = sqlx::query(
+        "SELECT lower(username) = lower($1) AS same_name FROM users \
+         WHERE lower(username) = lower($1) OR lower(email) = lower($2) \
+         ORDER BY same_name DESC LIMIT 1",
+    )
+    .bind(username)
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    // SQLite answers the comparison as an integer, PostgreSQL as a boolean.
+    let same_name = row
+        .try_get::<bool, _>("same_name")
+        .or_else(|_| row.try_get::<i64, _>("same_name").map(|n| n != 0))?;
+    Ok(Some(if same_name {
+        username_taken(username)
+    } else {
+        email_taken()
+    }))
 }
 
 /// The user with this username, compared case-insensitively.
@@ -159,7 +197,8 @@ pub async fn list_users(pool: &AnyPool, after: Option<Uuid>, limit: i64) -> Resu
     rows.iter().map(User::from_row).collect()
 }
 
-/// Changes a user's role and/or disabled state; disabling also revokes their refresh tokens.
+/// Changes a user's role and/or disabled state; disabling also revokes their refresh tokens and
+/// records the revocation of every session whose access tokens may still live (`keep_for`).
 /// `None` when there is no such user.
 #[tracing::instrument(skip_all, fields(user_id = %id, ?disabled, ?role))]
 pub async fn update_user(
@@ -167,6 +206,7 @@ pub async fn update_user(
     id: Uuid,
     disabled: Option<bool>,
     role: Option<Role>,
+    keep_for: Duration,
 ) -> Result<Option<User>> {
     let now = Timestamp::now();
     let id_text = id.to_string();
@@ -198,6 +238,20 @@ pub async fn update_user(
                 .bind(now.as_micros())
                 .execute(&mut *tx)
                 .await?;
+            // An access token comes with a refresh token of its session, so a session whose
+            // newest refresh token is older than an access token can live has no live token.
+            let sessions = sqlx::query(
+                "SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1 AND created_at > $2",
+            )
+            .bind(&id_text)
+            .bind(now.saturating_sub(keep_for).as_micros())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &sessions {
+                let family: String = row.try_get("family_id")?;
+                record_revocation(&mut tx, id, Some(&family), now, keep_for).await?;
+            }
+            record_revocation(&mut tx, id, None, now, keep_for).await?;
         }
         Some(false) => {
             sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
@@ -354,17 +408,112 @@ pub async fn rotate_refresh_token(
     Ok(true)
 }
 
-/// Revokes every token of a family (a login session).
-#[tracing::instrument(skip_all, fields(family_id))]
-pub async fn revoke_family(pool: &AnyPool, family_id: &str) -> Result<u64> {
+/// Revokes every refresh token of a family (a login session) and records the revocation of its
+/// access tokens, kept `keep_for`. Returns how many refresh tokens were revoked; nothing is
+/// recorded when the session was revoked already.
+#[tracing::instrument(skip_all, fields(user_id = %user_id, family_id))]
+pub async fn revoke_session(
+    pool: &AnyPool,
+    family_id: &str,
+    user_id: Uuid,
+    keep_for: Duration,
+) -> Result<u64> {
+    let now = Timestamp::now();
+    let mut tx = pool.begin().await?;
     let result = sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
     )
     .bind(family_id)
-    .bind(Timestamp::now().as_micros())
-    .execute(pool)
+    .bind(now.as_micros())
+    .execute(&mut *tx)
     .await?;
+    if result.rows_affected() > 0 {
+        record_revocation(&mut tx, user_id, Some(family_id), now, keep_for).await?;
+    }
+    tx.commit().await?;
     Ok(result.rows_affected())
+}
+
+/// Records that `user_id`'s access tokens of `session` (or, without one, those without a session)
+/// are revoked from `now`, until `keep_for` later; forgets revocations whose time has passed.
+#[tracing::instrument(skip_all, fields(user_id = %user_id, session))]
+async fn record_revocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: Uuid,
+    session: Option<&str>,
+    now: Timestamp,
+    keep_for: Duration,
+) -> Result<()> {
+    sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+        .bind(now.as_micros())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO revocations (id, user_id, session_id, revoked_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(user_id.to_string())
+    .bind(session)
+    .bind(now.as_micros())
+    .bind(now.saturating_add(keep_for).as_micros())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The live revocations recorded at or after `since` (µs), oldest first.
+#[tracing::instrument(skip_all, fields(since))]
+pub async fn revocations_since(pool: &AnyPool, since: i64) -> Result<Vec<Revocation>> {
+    let rows = sqlx::query(
+        "SELECT user_id, session_id, revoked_at, expires_at FROM revocations \
+         WHERE revoked_at >= $1 AND expires_at > $2 ORDER BY revoked_at",
+    )
+    .bind(since)
+    .bind(Timestamp::now().as_micros())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let user_id: String = row.try_get("user_id")?;
+            Ok(Revocation {
+                sub: Uuid::parse_str(&user_id)
+                    .map_err(|e| anyhow::anyhow!("revocations.user_id: {e}"))?,
+                sid: row.try_get("session_id")?,
+                revoked_at: row.try_get("revoked_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether a live revocation covers the access token with these claims.
+#[tracing::instrument(skip_all, fields(user_id = %claims.sub))]
+pub async fn is_revoked(pool: &AnyPool, claims: &Claims) -> Result<bool> {
+    let now = Timestamp::now().as_micros();
+    let row = match &claims.sid {
+        Some(sid) => {
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM revocations WHERE session_id = $1 AND expires_at > $2",
+            )
+            .bind(sid)
+            .bind(now)
+            .fetch_one(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM revocations \
+                 WHERE user_id = $1 AND session_id IS NULL AND revoked_at >= $2 AND expires_at > $3",
+            )
+            .bind(claims.sub.to_string())
+            .bind(claims.iat.saturating_mul(1_000_000))
+            .bind(now)
+            .fetch_one(pool)
+            .await?
+        }
+    };
+    Ok(row.try_get::<i64, _>("n")? > 0)
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@
 use axum::response::{IntoResponse, Response};
 use common::Problem;
 
+use crate::passwords::HashError;
+
 /// The message of every failed login, whether the user exists or not.
 pub const INVALID_CREDENTIALS: &str = "The username or password is incorrect.";
-/// The message for a valid credential of a disabled account (login, refresh and tokens).
+/// The message for a disabled account's refresh token or access token. A login with the right
+/// password gets [`INVALID_CREDENTIALS`] instead, so the answer does not confirm the password.
 pub const ACCOUNT_DISABLED: &str = "This account is disabled; contact an administrator.";
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +19,7 @@ pub enum Error {
     /// 401 on any bad login credential, with the same body for unknown users and wrong passwords.
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// 401: the account exists and the credential was right, but an admin disabled it.
+    /// 401: the account's token was valid, but an admin disabled the account.
     #[error("account disabled")]
     AccountDisabled,
     /// 401 with a specific sentence (bad or reused refresh token, unknown user in a token).
@@ -33,6 +36,9 @@ pub enum Error {
     Conflict(String),
     #[error("rate limited for {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// 503: every password-hashing slot is taken and the queue is full.
+    #[error("password hashing busy")]
+    HashingBusy,
     /// A problem produced elsewhere (an extractor, the shared token verifier); boxed because
     /// it is much larger than every other variant.
     #[error("{0}")]
@@ -57,6 +63,9 @@ impl From<Error> for Problem {
             Error::NotFound(detail) => Problem::not_found(detail),
             Error::Conflict(detail) => Problem::conflict(detail),
             Error::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            Error::HashingBusy => {
+                Problem::overloaded("Too many password checks are waiting; retry shortly.")
+            }
             Error::Problem(problem) => *problem,
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
@@ -66,6 +75,15 @@ impl From<Error> for Problem {
                 tracing::error!(error = format!("{e:#}"), "unexpected error");
                 Problem::internal()
             }
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => Self::HashingBusy,
+            HashError::Failed(e) => Self::Unexpected(e),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! users_service's own metrics (names fixed in `docs/configuration.md`).
 
+use crate::passwords::HashMetrics;
 use common::metrics::{Metrics, SLOW_BUCKETS};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};
 
 /// Outcome labels, pre-created so dashboards see zeros rather than gaps.
 const LOGIN_RESULTS: [&str; 3] = ["ok", "failed", "rate_limited"];
@@ -11,6 +12,7 @@ pub struct UsersMetrics {
     pub registrations: IntCounter,
     logins: IntCounterVec,
     pub argon2_seconds: Histogram,
+    pub argon2_queued: IntGauge,
     refreshes: IntCounterVec,
 }
 
@@ -34,6 +36,10 @@ impl UsersMetrics {
             )
             .buckets(SLOW_BUCKETS.to_vec()),
         )?)?;
+        let argon2_queued = metrics.register(IntGauge::new(
+            "users_argon2_queued",
+            "Password hashes waiting for a free slot (at most ARGON2_MAX_QUEUE).",
+        )?)?;
         let refreshes = metrics.counter_by(
             "users_token_refreshes_total",
             "Refresh token uses by result: ok, reused (family revoked), invalid.",
@@ -44,8 +50,17 @@ impl UsersMetrics {
             registrations,
             logins,
             argon2_seconds,
+            argon2_queued,
             refreshes,
         })
+    }
+
+    /// The metrics the password hasher updates.
+    pub fn hash_metrics(&self) -> HashMetrics {
+        HashMetrics {
+            seconds: self.argon2_seconds.clone(),
+            queued: self.argon2_queued.clone(),
+        }
     }
 
     pub fn login(&self, result: &str) {

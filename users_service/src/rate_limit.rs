@@ -1,4 +1,5 @@
-//! Login throttling per client IP and per username (`governor`), and who the client is.
+//! Login throttling per client IP and per username, registration throttling per client IP
+//! (`governor`), and who the client is.
 //!
 //! The client IP is the TCP peer, unless the peer is a trusted proxy (the gateway): then it is the
 //! right-most `X-Forwarded-For` entry, the one that proxy itself appended. Entries further left
@@ -20,19 +21,26 @@ use ipnet::IpNet;
 /// How often (in checks) idle keys are dropped so the limiter's memory stays bounded.
 const PRUNE_EVERY: u64 = 4096;
 
-/// Two keyed limiters: attempts per client IP and per (lower-cased) username.
+/// Keyed limiters: login attempts per client IP and per (lower-cased) username, registrations
+/// per client IP. Each is checked before any password is hashed.
 pub struct LoginLimiter {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_user: DefaultKeyedRateLimiter<String>,
+    register_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
     clock: DefaultClock,
 }
 
 impl LoginLimiter {
-    pub fn new(per_ip_per_minute: NonZeroU32, per_user_per_minute: NonZeroU32) -> Self {
+    pub fn new(
+        per_ip_per_minute: NonZeroU32,
+        per_user_per_minute: NonZeroU32,
+        registrations_per_ip_per_minute: NonZeroU32,
+    ) -> Self {
         Self {
             per_ip: RateLimiter::keyed(Quota::per_minute(per_ip_per_minute)),
             per_user: RateLimiter::keyed(Quota::per_minute(per_user_per_minute)),
+            register_per_ip: RateLimiter::keyed(Quota::per_minute(registrations_per_ip_per_minute)),
             checks: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
@@ -42,8 +50,10 @@ impl LoginLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.per_ip.retain_recent();
             self.per_user.retain_recent();
+            self.register_per_ip.retain_recent();
             self.per_ip.shrink_to_fit();
             self.per_user.shrink_to_fit();
+            self.register_per_ip.shrink_to_fit();
         }
     }
 
@@ -57,6 +67,14 @@ impl LoginLimiter {
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
         self.prune_now_and_then();
         self.per_ip.check_key(&ip).map_err(|n| self.retry_after(&n))
+    }
+
+    /// `Err(seconds to wait)` when this IP has used up its registrations.
+    pub fn check_register_ip(&self, ip: IpAddr) -> Result<(), u64> {
+        self.prune_now_and_then();
+        self.register_per_ip
+            .check_key(&ip)
+            .map_err(|n| self.retry_after(&n))
     }
 
     /// `Err(seconds to wait)` when this username has used up its attempts.
@@ -119,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_attempt_after_the_quota_is_refused_with_a_wait_in_whole_seconds() {
-        let limiter = LoginLimiter::new(nz(2), nz(100));
+        let limiter = LoginLimiter::new(nz(2), nz(100), nz(100));
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
         assert!(limiter.check_ip(ip).is_ok());
         assert!(limiter.check_ip(ip).is_ok());
@@ -132,8 +150,17 @@ mod tests {
     }
 
     #[test]
+    fn registrations_are_limited_apart_from_logins() {
+        let limiter = LoginLimiter::new(nz(100), nz(100), nz(1));
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        assert!(limiter.check_register_ip(ip).is_ok());
+        assert!(limiter.check_register_ip(ip).is_err());
+        assert!(limiter.check_ip(ip).is_ok(), "logins keep their own quota");
+    }
+
+    #[test]
     fn usernames_are_limited_case_insensitively() {
-        let limiter = LoginLimiter::new(nz(100), nz(1));
+        let limiter = LoginLimiter::new(nz(100), nz(1), nz(100));
         assert!(limiter.check_user("Alice").is_ok());
         assert!(limiter.check_user("alice").is_err());
     }

@@ -43,6 +43,10 @@ impl Service for Application {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     type Settings = Settings;
 
+    fn openapi() -> serde_json::Value {
+        routes::openapi()
+    }
+
     /// Connects the database (running migrations), loads or generates the signing key, creates
     /// the configured first admin, assembles the router and binds `LISTEN_ADDR`.
     async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -67,9 +71,11 @@ impl Service for Application {
             &settings.audience,
         );
 
-        let (argon2, seconds) = (settings.argon2, users_metrics.argon2_seconds.clone());
-        let passwords =
-            Arc::new(tokio::task::spawn_blocking(move || Passwords::new(argon2, seconds)).await??);
+        let argon2 = settings.argon2;
+        let hash_metrics = users_metrics.hash_metrics();
+        let passwords = Arc::new(
+            tokio::task::spawn_blocking(move || Passwords::new(argon2, hash_metrics)).await??,
+        );
         if let Some(admin) = &settings.bootstrap_admin {
             commands::bootstrap_admin(&db, &passwords, admin).await?;
         }
@@ -82,6 +88,7 @@ impl Service for Application {
             limiter: Arc::new(LoginLimiter::new(
                 settings.login_rate_per_ip,
                 settings.login_rate_per_user,
+                settings.register_rate_per_ip,
             )),
             metrics: users_metrics,
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),

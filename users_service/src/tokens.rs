@@ -23,6 +23,9 @@ pub struct TokenSigner {
     ttl: Duration,
 }
 
+/// See [`TokenSigner::revocation_lifetime`].
+const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
+
 /// A freshly signed access token.
 pub struct AccessToken {
     pub token: String,
@@ -56,8 +59,21 @@ impl TokenSigner {
         &self.public_key
     }
 
-    /// Signs an access token for this user.
-    pub fn issue(&self, user_id: Uuid, name: &str, role: Role) -> anyhow::Result<AccessToken> {
+    /// How long a revocation must be kept: the lifetime of an access token, plus a margin for
+    /// a token signed just after its session was revoked (a rotation racing a logout) and for
+    /// the verifiers' clock leeway.
+    pub fn revocation_lifetime(&self) -> Duration {
+        self.ttl + REVOCATION_MARGIN
+    }
+
+    /// Signs an access token for this user, in the session (refresh-token family) `session`.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        role: Role,
+        session: &str,
+    ) -> anyhow::Result<AccessToken> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
@@ -69,6 +85,7 @@ impl TokenSigner {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: Uuid::new_v4(),
+            sid: Some(session.to_owned()),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key)?;
         Ok(AccessToken {
@@ -93,14 +110,19 @@ pub fn hash_refresh_token(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::auth::TokenVerifier;
+    use common::{
+        auth::{AuthError, Revocation, TokenVerifier},
+        timestamp::Timestamp,
+    };
 
     #[tokio::test]
     async fn a_signed_token_verifies_with_the_shared_verifier() {
         let key = SigningKey::generate().expect("key");
         let signer = TokenSigner::new(&key, "iss", "aud", Duration::from_secs(60));
         let id = Uuid::now_v7();
-        let token = signer.issue(id, "alice", Role::Admin).expect("signed");
+        let token = signer
+            .issue(id, "alice", Role::Admin, "s1")
+            .expect("signed");
         assert_eq!(token.expires_in, 60);
         let verifier =
             TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
@@ -113,15 +135,74 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_remembered_token_does_not_vouch_for_a_tampered_copy() {
+        let key = SigningKey::generate().expect("key");
+        let signer = TokenSigner::new(&key, "iss", "aud", Duration::from_secs(60));
+        let token = signer
+            .issue(Uuid::now_v7(), "carol", Role::User, "s2")
+            .expect("signed")
+            .token;
+        let verifier =
+            TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
+        let first = verifier.verify(&token).await.expect("valid");
+        let again = verifier.verify(&token).await.expect("still valid");
+        assert_eq!((first.jti, first.exp), (again.jti, again.exp));
+
+        // The same header and signature around claims that say admin.
+        let [header, _, signature]: [&str; 3] = token
+            .split('.')
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("three parts");
+        let mut forged = first.clone();
+        forged.role = Role::Admin;
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
+        let tampered = format!("{header}.{payload}.{signature}");
+        assert!(verifier.verify(&tampered).await.is_err());
+    }
+
+    #[tokio::test]
     async fn a_token_for_another_audience_is_refused() {
         let key = SigningKey::generate().expect("key");
         let signer = TokenSigner::new(&key, "iss", "other", Duration::from_secs(60));
         let token = signer
-            .issue(Uuid::now_v7(), "bob", Role::User)
+            .issue(Uuid::now_v7(), "bob", Role::User, "s3")
             .expect("signed");
         let verifier =
             TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
         assert!(verifier.verify(&token.token).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_its_session_is_revoked() {
+        let key = SigningKey::generate().expect("key");
+        let signer = TokenSigner::new(&key, "iss", "aud", Duration::from_secs(60));
+        let (user, now) = (Uuid::now_v7(), Timestamp::now());
+        let token = signer
+            .issue(user, "dave", Role::User, "session-1")
+            .expect("signed")
+            .token;
+        let other = signer
+            .issue(user, "dave", Role::User, "session-2")
+            .expect("signed")
+            .token;
+        let verifier =
+            TokenVerifier::from_public_keys(std::slice::from_ref(&key.public_key), "iss", "aud");
+        assert_eq!(
+            verifier.verify(&token).await.expect("valid").sid.as_deref(),
+            Some("session-1")
+        );
+        verifier.revocations().apply(&[Revocation {
+            sub: user,
+            sid: Some("session-1".into()),
+            revoked_at: now.as_micros(),
+            expires_at: now.saturating_add(signer.revocation_lifetime()).as_micros(),
+        }]);
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(AuthError::Revoked)
+        ));
+        assert!(verifier.verify(&other).await.is_ok());
     }
 
     #[test]

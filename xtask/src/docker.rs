@@ -24,7 +24,8 @@ use anyhow::{bail, Context, Result};
 use serde_norway::Value;
 
 use crate::{
-    model, stack,
+    model,
+    stack::{self, admin},
     tools::{self, step},
 };
 
@@ -126,7 +127,7 @@ pub fn gateway_rows() -> String {
         rows.push_str(&format!("  {name:<22}  {url}\n"));
     }
     rows.push_str(&format!(
-        "  {:<22}  {CA_CERTIFICATE} (curl --cacert {CA_CERTIFICATE} https://users.localhost/healthz)\n",
+        "  {:<22}  {CA_CERTIFICATE} (curl --cacert {CA_CERTIFICATE} https://users.localhost/.well-known/jwks.json)\n",
         "certificate authority"
     ));
     rows
@@ -236,6 +237,7 @@ impl Engine {
         step("the secrets (deploy/gen-secrets.sh keeps existing ones)");
         tools::run(Command::new("sh").arg(root.join("deploy/gen-secrets.sh")))?;
         let config = self.config()?;
+        gateway_admin_networks(&config)?;
 
         let started = Instant::now();
         self.base_images(&config, args.rebuild_base)?;
@@ -448,6 +450,8 @@ impl Engine {
             staged.path().join("LICENCE-NOTE.txt"),
             format!("{licence}\n"),
         )?;
+        // Where the `converted` stage puts the onnxruntime wheel's library (ORT_DYLIB_PATH).
+        staged.add(&venv_onnxruntime()?, "onnxruntime/libonnxruntime.so")?;
         tools::run(
             self.build(staged.path(), &root.join("deploy/local/model.Dockerfile"))
                 .args(["--tag", &image])
@@ -664,6 +668,32 @@ impl Staging {
     }
 }
 
+/// The `libonnxruntime.so.*` the converter's onnxruntime wheel installed into `./.venv`.
+fn venv_onnxruntime() -> Result<PathBuf> {
+    let lib = tools::venv()?.join("lib");
+    let mut found = Vec::new();
+    for python in fs::read_dir(&lib)? {
+        let capi = python?.path().join("site-packages/onnxruntime/capi");
+        let Ok(entries) = fs::read_dir(&capi) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with("libonnxruntime.so")) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found.pop().with_context(|| {
+        format!(
+            "no libonnxruntime.so* under {}/python3*/site-packages/onnxruntime/capi: run `cargo xtask model`",
+            lib.display()
+        )
+    })
+}
+
 fn services(config: &Value) -> Result<Vec<(String, Value)>> {
     let services = config["services"]
         .as_mapping()
@@ -714,4 +744,20 @@ fn built_binaries(config: &Value) -> Result<Vec<String>> {
     binaries.sort();
     binaries.dedup();
     Ok(binaries)
+}
+
+/// The gateway's `ADMIN_ALLOWED_CIDRS` as Compose resolved it (the caller's variable, `.env` or
+/// the file's default) must be a valid list: Traefik would disable the allow-list on a malformed
+/// entry, and /admin would answer 403 to everyone, so this refuses to start instead.
+fn gateway_admin_networks(config: &Value) -> Result<()> {
+    let value = config["services"]["traefik"]["environment"][admin::VARIABLE]
+        .as_str()
+        .with_context(|| {
+            format!(
+                "the Compose configuration gives the gateway no {}",
+                admin::VARIABLE
+            )
+        })?;
+    admin::AdminNetworks::parse(value)?;
+    Ok(())
 }

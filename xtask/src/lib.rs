@@ -8,6 +8,7 @@
 //! - [`swarm`]: the same images as a Docker Swarm stack (`cargo xtask swarm up|down`).
 //! - [`model`]: obtaining and converting the ONNX model.
 //! - [`checks`]: configuration checks with the real tools (Traefik, promtool, compose schema, hadolint).
+//! - [`fuzz`]: `cargo xtask fuzz`, the fuzz targets of `fuzz/` for a bounded time each.
 //! - [`test`]: `cargo xtask test`, which runs all of the above.
 //! - [`bench`]: `cargo xtask bench`, which runs the `benches` crate.
 //! - [`cargo`]: running cargo from a process cargo started.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod cargo;
 pub mod checks;
 pub mod docker;
+pub mod fuzz;
 pub mod model;
 pub mod postgres;
 pub mod stack;

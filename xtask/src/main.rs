@@ -26,6 +26,8 @@ enum Command {
     Test(xtask::test::TestArgs),
     /// Convert the ResMem model to ONNX under ./data/models/resmem (non-commercial licence).
     Model(xtask::model::ModelArgs),
+    /// Run each fuzz target for a bounded time from its seed corpus; fail on any crash.
+    Fuzz(xtask::fuzz::FuzzArgs),
     /// Run the benchmarks and write target/bench/report.md (the `benches` crate, in release).
     #[command(disable_help_flag = true)]
     Bench(xtask::bench::BenchArgs),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Test(args) => xtask::test::run(args),
         Command::Model(args) => xtask::model::run(args),
         Command::Bench(args) => xtask::bench::run(args),
+        Command::Fuzz(args) => xtask::fuzz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

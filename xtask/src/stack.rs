@@ -22,6 +22,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::tools;
 
+pub mod admin;
 pub mod files;
 mod up;
 
@@ -153,10 +154,11 @@ pub fn prometheus_bin() -> PathBuf {
 }
 
 /// The environment Traefik's dynamic configuration (`traefik/dynamic/*.yml`) reads, for the
-/// given ports. Compose leaves these unset and gets the Compose hostnames.
-pub fn traefik_env(ports: &Ports) -> BTreeMap<String, String> {
+/// given ports. Compose leaves these unset and gets the Compose hostnames. `ADMIN_ALLOWED_CIDRS`
+/// is the launcher's own, checked (see [`admin`]).
+pub fn traefik_env(ports: &Ports) -> Result<BTreeMap<String, String>> {
     let u = |i: usize| loopback(ports.users[i]);
-    BTreeMap::from([
+    Ok(BTreeMap::from([
         ("USERS_1_URL".into(), u(0)),
         ("USERS_2_URL".into(), u(1)),
         ("USERS_3_URL".into(), u(2)),
@@ -165,8 +167,24 @@ pub fn traefik_env(ports: &Ports) -> BTreeMap<String, String> {
         ("IMAGES_URL".into(), loopback(ports.images)),
         ("INFERENCE_URL".into(), loopback(ports.inference)),
         ("ERRORS_URL".into(), loopback(ports.errors)),
-        ("ADMIN_ALLOWED_CIDRS".into(), "127.0.0.1/32,::1/128".into()),
-    ])
+        (
+            admin::VARIABLE.into(),
+            admin::AdminNetworks::from_env()?.to_string(),
+        ),
+        (
+            "GATEWAY_LOGIN_RATE_PER_MINUTE_IP".into(),
+            launcher_var_or("GATEWAY_LOGIN_RATE_PER_MINUTE_IP", "30"),
+        ),
+        (
+            "GATEWAY_REGISTER_RATE_PER_MINUTE_IP".into(),
+            launcher_var_or("GATEWAY_REGISTER_RATE_PER_MINUTE_IP", "10"),
+        ),
+    ]))
+}
+
+/// The launcher's own value of `name`, passed on, or the gateway's documented default.
+fn launcher_var_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 /// Every process of the native stack, in start order. Pure: nothing is created or started.
@@ -261,7 +279,7 @@ pub fn native_processes(opts: &StackOptions) -> Result<Vec<ProcessSpec>> {
             "--configFile={}",
             path_str(&data.join("traefik/traefik.yml"))
         )],
-        env: traefik_env(ports),
+        env: traefik_env(ports)?,
         // 200 only once the file provider's routers are loaded, not merely when Traefik runs.
         ready_url: Some(format!(
             "{}/api/http/routers/users-anonymous@file",
@@ -638,6 +656,20 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a child started as the leader of its own process group (`process_group(0)`) and
+/// everything it started, as the stack stops its processes: SIGTERM, a bounded wait, SIGKILL.
+pub fn stop_group(child: &mut Child) {
+    let _ = signal_group(child, Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = signal_group(child, Signal::SIGKILL);
+    }
+    let _ = child.wait();
 }
 
 fn signal_group(child: &Child, signal: Signal) -> Result<()> {

@@ -19,6 +19,7 @@ use anyhow::{bail, Result};
 
 use crate::{
     docker::{self, Engine, UpArgs},
+    stack::admin,
     tools::{self, step},
 };
 
@@ -99,8 +100,9 @@ pub fn up(args: &UpArgs) -> Result<()> {
 
 /// Waits until the gateway on this node serves each public service over HTTPS: Swarm reports a
 /// task running once its own health check passed, and Traefik sends it traffic after its next
-/// probe finds it (a second or two later). The certificate is not checked here: it may be your
-/// own or Let's Encrypt's.
+/// probe finds it (a second or two later). `/readyz` is not public, so the probe is
+/// `/openapi.json`, which every service answers once the gateway routes to it. The certificate
+/// is not checked here: it may be your own or Let's Encrypt's.
 fn wait_for_gateway(domain: &str, within: Duration) -> Result<()> {
     tools::ensure_apt(&[("curl", "curl")])?;
     let started = Instant::now();
@@ -112,7 +114,7 @@ fn wait_for_gateway(domain: &str, within: Duration) -> Result<()> {
                     .args(["--silent", "--insecure", "--max-time", "5"])
                     .args(["--output", "/dev/null", "--write-out", "%{http_code}"])
                     .args(["--resolve", &format!("{host}:443:127.0.0.1")])
-                    .arg(format!("https://{host}/readyz")),
+                    .arg(format!("https://{host}/openapi.json")),
             )
             .unwrap_or_default();
             if status == "200" {
@@ -120,7 +122,7 @@ fn wait_for_gateway(domain: &str, within: Duration) -> Result<()> {
             }
             if started.elapsed() > within {
                 bail!(
-                    "https://{host}/readyz answered {status:?} through the gateway for {within:?}"
+                    "https://{host}/openapi.json answered {status:?} through the gateway for {within:?}"
                 );
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -185,6 +187,12 @@ pub fn environment() -> Result<BTreeMap<String, String>> {
             format!("127.0.0.1/32,{}/32", gateway_bridge_address()?),
         );
     }
+    // What the gateway will read (the caller's own value wins, see below) must be valid.
+    let admin = std::env::var(admin::VARIABLE)
+        .ok()
+        .or_else(|| vars.get(admin::VARIABLE).cloned())
+        .unwrap_or_default();
+    admin::AdminNetworks::parse(&admin)?;
     if !vars.contains_key("GRAFANA_REPLICAS") {
         // As with Compose: no image of Grafana can be built without a registry.
         vars.insert("GRAFANA_REPLICAS".to_owned(), "0".to_owned());
@@ -379,6 +387,39 @@ fn task_errors() -> String {
     }
 }
 
+/// Removes docker_gwbridge, which the engine made for the swarm's published ports: it goes with
+/// the swarm. `swarm leave` returns before the engine has detached the bridge's last endpoints
+/// (the ingress sandbox), so this waits until the bridge has none, then removes it.
+fn remove_gateway_bridge() -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let endpoints = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                GATEWAY_BRIDGE,
+                "--format",
+                "{{len .Containers}}",
+            ])
+            .output()?;
+        if !endpoints.status.success() {
+            // Already gone (the engine may remove it itself).
+            return Ok(());
+        }
+        let endpoints = String::from_utf8_lossy(&endpoints.stdout).trim().to_owned();
+        if endpoints == "0" {
+            return tools::run(Command::new("docker").args(["network", "rm", GATEWAY_BRIDGE]));
+        }
+        if started.elapsed() > REMOVED_WITHIN {
+            bail!(
+                "{GATEWAY_BRIDGE} still had {endpoints} endpoint(s) {REMOVED_WITHIN:?} after \
+                 leaving the swarm (docker network inspect {GATEWAY_BRIDGE})"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Removes the stack, waits until its containers and networks are gone, removes its volumes
 /// when asked, and leaves the swarm when `up` made it.
 pub fn down(args: &DownArgs) -> Result<()> {
@@ -430,8 +471,7 @@ pub fn down(args: &DownArgs) -> Result<()> {
     if !created_here.trim().is_empty() {
         step("leaving the single-node swarm `cargo xtask swarm up` made");
         tools::run(Command::new("docker").args(["swarm", "leave", "--force"]))?;
-        // The engine made this bridge for the swarm's published ports; it goes with the swarm.
-        tools::run(Command::new("docker").args(["network", "rm", GATEWAY_BRIDGE]))?;
+        remove_gateway_bridge()?;
     }
     step(format!("the stack {STACK} is gone"));
     Ok(())

@@ -12,7 +12,9 @@
 //!    (`system_tests/tests/swarm_stack.rs`); both publish ports 80 and 443, so one after the other.
 //! 5. Runs the configuration checks with the real tools.
 //!
-//! It prints how long each phase took and ends with one summary line `N passed, M failed`.
+//! It prints how long each phase took and ends with one summary line `N passed, M failed`, after
+//! the failure reports of the test binaries gathered in one place, so the end of a long log says
+//! what failed and why.
 
 use std::{
     io::{BufRead, BufReader},
@@ -31,7 +33,7 @@ use crate::{
 
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
-    /// Skip the configuration checks (Traefik, promtool, compose schema, hadolint).
+    /// Skip the configuration checks (Traefik, promtool, compose schema, hadolint, OpenAPI).
     #[arg(long)]
     pub no_checks: bool,
     /// Run only the configuration checks.
@@ -50,6 +52,43 @@ struct Tally {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// The `failures:` sections of the test binaries' output, shortened.
+    reports: Vec<String>,
+}
+
+/// Lines of one binary's `failures:` section kept for the closing summary.
+const REPORT_LINES: usize = 40;
+
+/// Collects a test binary's `failures:` section: from its first `failures:` line to its
+/// `test result:` line.
+#[derive(Default)]
+struct FailureSection {
+    open: bool,
+    lines: Vec<String>,
+    cut: usize,
+}
+
+impl FailureSection {
+    fn read(&mut self, line: &str, tally: &mut Tally) {
+        if line.trim_start().starts_with("test result: ") {
+            if self.open {
+                let mut report = std::mem::take(&mut self.lines).join("\n");
+                if self.cut > 0 {
+                    report.push_str(&format!("\n    … {} more lines above in the log", self.cut));
+                }
+                tally.reports.push(report);
+            }
+            *self = Self::default();
+        } else if self.open {
+            if self.lines.len() < REPORT_LINES {
+                self.lines.push(line.to_owned());
+            } else {
+                self.cut += 1;
+            }
+        } else if line == "failures:" {
+            self.open = true;
+        }
+    }
 }
 
 /// Reads a `test result: ok. 5 passed; 0 failed; 1 ignored; …` line.
@@ -154,11 +193,13 @@ fn test_environment() -> Result<Vec<(String, String)>> {
 fn run_counted(command: &mut Command) -> Result<Tally> {
     let mut child = command.stdout(Stdio::piped()).spawn()?;
     let mut tally = Tally::default();
+    let mut section = FailureSection::default();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
             println!("{line}");
             parse_result_line(&line, &mut tally);
+            section.read(&line, &mut tally);
         }
     }
     let status = child.wait()?;
@@ -206,6 +247,7 @@ impl Tally {
         self.passed += other.passed;
         self.failed += other.failed;
         self.ignored += other.ignored;
+        self.reports.extend(other.reports.iter().cloned());
     }
 }
 
@@ -256,12 +298,20 @@ pub fn run(args: TestArgs) -> Result<()> {
                 Err(e) => {
                     println!("check {name}: FAILED: {e:#}");
                     tally.failed += 1;
+                    tally.reports.push(format!("check {name}: {e:#}"));
                 }
             }
         }
         phases.done("checks");
     }
     println!();
+    if !tally.reports.is_empty() {
+        println!("what failed, as reported above:");
+        for report in &tally.reports {
+            println!("{report}");
+            println!();
+        }
+    }
     println!("{}", phases.summary());
     println!(
         "xtask test: {} passed, {} failed",
@@ -289,5 +339,19 @@ mod tests {
             &mut tally,
         );
         assert_eq!((tally.passed, tally.failed, tally.ignored), (15, 1, 2));
+    }
+
+    #[test]
+    fn a_failures_section_is_kept_for_the_summary() {
+        let output = "running 2 tests\ntest a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- b ----\nb lost 2 of 9 POSTs\n\nfailures:\n    b\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\nrunning 1 test\ntest c ... ok\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out";
+        let mut tally = Tally::default();
+        let mut section = FailureSection::default();
+        for line in output.lines() {
+            parse_result_line(line, &mut tally);
+            section.read(line, &mut tally);
+        }
+        assert_eq!(tally.reports.len(), 1, "{:?}", tally.reports);
+        assert!(tally.reports[0].contains("b lost 2 of 9 POSTs"));
+        assert!(!tally.reports[0].contains("test result"));
     }
 }

@@ -13,11 +13,16 @@ pub enum ImageType {
     Gif,
 }
 
+use super::jpeg_end::JpegEnd;
+
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
 /// The `IEND` chunk (length 0, type, CRC) that ends every PNG.
 const PNG_END: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
 
 impl ImageType {
+    /// Every accepted type.
+    pub const ALL: [Self; 4] = [Self::Jpeg, Self::Png, Self::WebP, Self::Gif];
+
     /// The type whose signature `head` starts with; `None` for anything else.
     pub fn sniff(head: &[u8]) -> Option<Self> {
         if head.starts_with(&[0xff, 0xd8, 0xff]) {
@@ -55,9 +60,7 @@ impl ImageType {
 
     /// The media type's inverse, for rows read back from the database.
     pub fn from_mime(mime: &str) -> Option<Self> {
-        [Self::Jpeg, Self::Png, Self::WebP, Self::Gif]
-            .into_iter()
-            .find(|t| t.mime() == mime)
+        Self::ALL.into_iter().find(|t| t.mime() == mime)
     }
 
     /// The `image` crate's name for the type.
@@ -72,13 +75,13 @@ impl ImageType {
 
     /// Whether a file of this type that starts with `head`, ends with `tail` and is `total` bytes
     /// long has its end marker. Lenient decoders fill a truncated image with grey instead of
-    /// failing, so a missing end marker is how truncation is caught.
-    pub fn is_complete(self, head: &[u8], tail: &[u8], total: u64) -> bool {
-        let trimmed = trim_trailing_zeros(tail);
+    /// failing, so a missing end marker is how truncation is caught. A JPEG may carry a trailer
+    /// after its end marker, so its tail cannot tell: `jpeg` followed its whole structure.
+    pub(super) fn is_complete(self, head: &[u8], tail: &[u8], total: u64, jpeg: &JpegEnd) -> bool {
         match self {
-            Self::Jpeg => trimmed.ends_with(&[0xff, 0xd9]),
+            Self::Jpeg => jpeg.ended(),
             Self::Png => tail.ends_with(&PNG_END),
-            Self::Gif => trimmed.ends_with(&[0x3b]),
+            Self::Gif => trim_trailing_zeros(tail).ends_with(&[0x3b]),
             Self::WebP => {
                 let Some(size) = head.get(4..8) else {
                     return false;
@@ -153,35 +156,45 @@ mod tests {
         assert_eq!(ImageType::from_mime("text/plain"), None);
     }
 
+    fn complete(kind: ImageType, head: &[u8], tail: &[u8], total: u64) -> bool {
+        kind.is_complete(head, tail, total, &JpegEnd::new())
+    }
+
     #[test]
-    fn a_jpeg_without_its_end_marker_is_incomplete() {
-        let head = [0xff, 0xd8, 0xff, 0xe0];
-        assert!(ImageType::Jpeg.is_complete(&head, &[0x12, 0xff, 0xd9], 100));
+    fn a_jpeg_is_complete_when_its_structure_ended() {
+        let head = [0xff, 0xd8, 0xff, 0xd9];
+        let mut ended = JpegEnd::new();
+        ended.push(&head);
+        assert!(ImageType::Jpeg.is_complete(&head, b"trailer", 100, &ended));
         assert!(
-            ImageType::Jpeg.is_complete(&head, &[0xff, 0xd9, 0, 0], 100),
-            "zero padding is allowed"
+            !complete(ImageType::Jpeg, &head, &[0xff, 0xd9], 100),
+            "an end marker in the tail alone proves nothing"
         );
-        assert!(!ImageType::Jpeg.is_complete(&head, &[0x12, 0x34, 0x56], 100));
     }
 
     #[test]
     fn a_png_without_iend_is_incomplete() {
         let mut tail = vec![1, 2, 3];
         tail.extend_from_slice(&PNG_END);
-        assert!(ImageType::Png.is_complete(&PNG_SIGNATURE, &tail, 100));
-        assert!(!ImageType::Png.is_complete(&PNG_SIGNATURE, &tail[..tail.len() - 1], 100));
+        assert!(complete(ImageType::Png, &PNG_SIGNATURE, &tail, 100));
+        assert!(!complete(
+            ImageType::Png,
+            &PNG_SIGNATURE,
+            &tail[..tail.len() - 1],
+            100
+        ));
     }
 
     #[test]
     fn a_webp_shorter_than_its_riff_size_is_incomplete() {
         let head = b"RIFF\x24\0\0\0WEBP";
-        assert!(ImageType::WebP.is_complete(head, &[], 0x24 + 8));
-        assert!(!ImageType::WebP.is_complete(head, &[], 0x24));
+        assert!(complete(ImageType::WebP, head, &[], 0x24 + 8));
+        assert!(!complete(ImageType::WebP, head, &[], 0x24));
     }
 
     #[test]
     fn a_gif_needs_its_trailer() {
-        assert!(ImageType::Gif.is_complete(b"GIF89a", &[0, 0x3b], 50));
-        assert!(!ImageType::Gif.is_complete(b"GIF89a", &[0x2c, 0x01], 50));
+        assert!(complete(ImageType::Gif, b"GIF89a", &[0, 0x3b], 50));
+        assert!(!complete(ImageType::Gif, b"GIF89a", &[0x2c, 0x01], 50));
     }
 }

@@ -1,8 +1,8 @@
-//! Files every service must refuse, each with the answer it must get, so the services' HTTP
-//! tests hold them all to the same rules. Built on the fly with the `image` crate; for tests only
-//! (feature `imaging-samples`).
+//! Files every service must refuse, each with the answer it must get, and unusual files every
+//! service must accept, so the services' HTTP tests hold them all to the same rules. Built on the
+//! fly with the `image` and `png` crates; for tests only (feature `imaging-samples`).
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 
 use image::{ImageFormat, RgbImage};
 
@@ -39,7 +39,45 @@ impl Refused {
     }
 }
 
+/// A file that must be accepted although a strict reading could refuse it.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// What the file is, for assertion messages.
+    pub name: &'static str,
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Every accepted sample: JPEGs with bytes after their end marker, as cameras and editors write
+/// them (maker notes, a second picture, a video), one with a thumbnail in its EXIF segment.
+pub fn accepted() -> Vec<Accepted> {
+    let jpeg = encoded(ImageFormat::Jpeg, 200, 150);
+    let trailer: Vec<u8> = (0..2048u32)
+        .map(|i| [0xff, 0x12, 0xd8, b'x'][(i % 4) as usize])
+        .collect();
+    let accepted = |name, bytes| Accepted {
+        name,
+        bytes,
+        width: 200,
+        height: 150,
+    };
+    vec![
+        accepted("a JPEG followed by a 2 KiB trailer", {
+            let mut bytes = jpeg.clone();
+            bytes.extend_from_slice(&trailer);
+            bytes
+        }),
+        accepted("a JPEG with an EXIF thumbnail, followed by a trailer", {
+            let mut bytes = with_thumbnail(&jpeg);
+            bytes.extend_from_slice(b"SEFH trailer written by a phone");
+            bytes
+        }),
+    ]
+}
+
 const CORRUPT: &str = "/problems/corrupt-image";
+const TOO_MANY_PIXELS: &str = "/problems/too-many-pixels";
 
 /// Every refused sample: truncated and corrupt files of each accepted type, files of other
 /// types, an empty file and a decompression bomb's header. Each is far below any upload limit.
@@ -56,6 +94,10 @@ pub fn refused() -> Vec<Refused> {
     };
     vec![
         corrupt("a JPEG cut at two thirds", cut(&jpeg, 2, 3)),
+        corrupt(
+            "a JPEG with an EXIF thumbnail, cut in its picture",
+            cut(&with_thumbnail(&jpeg), 2, 3),
+        ),
         corrupt("a PNG cut in half", cut(&png, 1, 2)),
         corrupt("a WebP cut in half", cut(&webp, 1, 2)),
         corrupt("a GIF cut in half", cut(&gif, 1, 2)),
@@ -88,9 +130,49 @@ pub fn refused() -> Vec<Refused> {
             name: "a PNG claiming 100000×100000 pixels",
             bytes: png_claiming(100_000, 100_000),
             status: 422,
-            problem_type: "/problems/too-many-pixels",
+            problem_type: TOO_MANY_PIXELS,
+        },
+        Refused {
+            name: "a complete 16000×5400 PNG (86 megapixels) of a few kilobytes",
+            bytes: blank_png(16_000, 5_400),
+            status: 422,
+            problem_type: TOO_MANY_PIXELS,
         },
     ]
+}
+
+/// `jpeg` with an APP1 (EXIF) segment after its start holding a whole small JPEG, whose own
+/// end marker is not the file's end.
+pub fn with_thumbnail(jpeg: &[u8]) -> Vec<u8> {
+    let thumbnail = encoded(ImageFormat::Jpeg, 16, 12);
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend_from_slice(&thumbnail);
+    let length = u16::try_from(payload.len() + 2).expect("a small thumbnail");
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xff, 0xe1]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// A complete, valid black-and-white PNG of `width`×`height` blank pixels: one bit a pixel,
+/// compressed to a few kilobytes, written row by row so making it costs no pixel memory.
+pub fn blank_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    encoder.set_compression(png::Compression::High);
+    let mut writer = encoder.write_header().expect("PNG header");
+    let mut stream = writer.stream_writer().expect("PNG stream");
+    let row = vec![0u8; width.div_ceil(8) as usize];
+    for _ in 0..height {
+        stream.write_all(&row).expect("PNG row");
+    }
+    stream.finish().expect("PNG end");
+    writer.finish().expect("PNG end");
+    out
 }
 
 /// A colourful picture in `format`.
@@ -209,6 +291,34 @@ mod tests {
                 sample.name
             );
         }
+    }
+
+    #[test]
+    fn every_accepted_sample_decodes_to_its_dimensions() {
+        for sample in accepted() {
+            let image = decode_rgb(&sample.bytes, &ImageLimits::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", sample.name));
+            assert_eq!(
+                image.dimensions(),
+                (sample.width, sample.height),
+                "{}",
+                sample.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_blank_png_is_small_and_complete() {
+        let bytes = blank_png(16_000, 5_400);
+        assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+        let limits = ImageLimits {
+            max_image_pixels: 16_000 * 5_400,
+            ..ImageLimits::default()
+        };
+        assert_eq!(
+            crate::imaging::validate(Cursor::new(&bytes), crate::imaging::ImageType::Png, &limits),
+            Ok((16_000, 5_400))
+        );
     }
 
     #[test]

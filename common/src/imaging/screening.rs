@@ -1,8 +1,8 @@
-//! The checks that need only a file's length, first bytes and last bytes: the size limit, the
-//! type and completeness. They run as the bytes stream in, so a file is refused before it is
+//! The checks that need only a file's length, first bytes, last bytes and (for a JPEG) a walk
+//! over its markers: the size limit, the type and completeness. They run as the bytes stream in, so a file is refused before it is
 //! stored or decoded, and a body held in memory goes through the very same steps.
 
-use super::{image_type::SNIFF_LEN, ImageLimits, ImageType, Rejection};
+use super::{image_type::SNIFF_LEN, jpeg_end::JpegEnd, ImageLimits, ImageType, Rejection};
 
 /// Bytes kept from the end of the file to find its end marker.
 const TAIL_LEN: usize = 64;
@@ -14,6 +14,8 @@ pub struct Screening {
     head: Vec<u8>,
     tail: Vec<u8>,
     total: u64,
+    /// A JPEG's end is found by following its structure (its tail may be a trailer).
+    jpeg: JpegEnd,
 }
 
 impl Screening {
@@ -24,6 +26,7 @@ impl Screening {
             head: Vec::with_capacity(SNIFF_LEN),
             tail: Vec::with_capacity(TAIL_LEN * 2),
             total: 0,
+            jpeg: JpegEnd::new(),
         }
     }
 
@@ -35,6 +38,7 @@ impl Screening {
                 limit: self.max_bytes,
             });
         }
+        self.jpeg.push(chunk);
         let wanted = SNIFF_LEN.saturating_sub(self.head.len()).min(chunk.len());
         self.head.extend_from_slice(&chunk[..wanted]);
         self.tail
@@ -62,7 +66,7 @@ impl Screening {
             return Err(Rejection::Empty);
         }
         let kind = ImageType::sniff(&self.head).ok_or(Rejection::UnsupportedType)?;
-        if !kind.is_complete(&self.head, &self.tail, self.total) {
+        if !kind.is_complete(&self.head, &self.tail, self.total, &self.jpeg) {
             return Err(Rejection::Corrupt {
                 kind,
                 reason: "the file ends early (truncated)".into(),

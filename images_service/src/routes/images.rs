@@ -11,6 +11,7 @@ use axum::{
 };
 use common::{
     auth::AuthUser,
+    openapi::Binary,
     pagination::{PageRequest, PageSizes},
     problem::{AppJson, AppPath, AppQuery},
 };
@@ -40,8 +41,10 @@ const PAGE_SIZES: PageSizes = PageSizes {
 };
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Page size, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -96,11 +99,26 @@ async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::Im
 const WHOLE_READ_MAX_BYTES: i64 = 256 * 1024;
 
 /// The image's bytes, with its `Content-Type` and `ETag`.
-#[utoipa::path(get, path = "/images/{id}", params(("id" = Uuid, Path)), responses(
-    (status = 200, description = "The image", content(
-        ("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")
+#[utoipa::path(get, path = "/images/{id}", params(
+    ("id" = Uuid, Path),
+    ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client holds"),
+), responses(
+    (status = 200, description = "The image, in the type it was uploaded as",
+        content(
+            (inline(Binary) = "image/jpeg"),
+            (inline(Binary) = "image/png"),
+            (inline(Binary) = "image/webp"),
+            (inline(Binary) = "image/gif"),
+        ),
+        headers(
+            ("ETag" = String, description = "The SHA-256 of the bytes, quoted"),
+            ("Cache-Control" = String, description = "`private`"),
+        ),
+    ),
+    (status = 304, description = "`If-None-Match` matched the ETag", headers(
+        ("ETag" = String, description = "The SHA-256 of the bytes, quoted"),
+        ("Cache-Control" = String, description = "`private`"),
     )),
-    (status = 304, description = "`If-None-Match` matched the ETag"),
     (status = 401, description = "Missing or invalid token"),
     (status = 404, description = "No such image of yours"),
 ))]
@@ -185,8 +203,70 @@ pub(super) async fn delete(
     if !db::delete(&state.db, user.id, id).await? {
         return Err(Error::NotFound);
     }
-    if let Err(e) = state.store.remove(&BlobStore::blob_key(id)).await {
+    if let Err(e) = state.store.remove_blob(id).await {
         tracing::warn!(error = %e, "blob not deleted; the start-up sweep will remove it");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use common::imaging::ImageType;
+    use serde_json::Value;
+
+    use super::PAGE_SIZES;
+
+    fn operation(method: &str, path: &str) -> Value {
+        super::super::openapi()["paths"][path][method].clone()
+    }
+
+    #[test]
+    fn the_list_takes_limit_and_cursor_in_the_query() {
+        let parameters = operation("get", "/images")["parameters"].clone();
+        let parameter = |name: &str| {
+            parameters
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no parameter {name}"))
+        };
+        for name in ["limit", "cursor"] {
+            assert_eq!(parameter(name)["in"], "query", "{name}");
+            assert_eq!(parameter(name)["required"], false, "{name}");
+        }
+        let limit = parameter("limit")["schema"].clone();
+        assert_eq!(limit["minimum"], 1);
+        assert_eq!(limit["maximum"], PAGE_SIZES.max);
+    }
+
+    #[test]
+    fn a_download_is_binary_in_each_accepted_image_type() {
+        let content = operation("get", "/images/{id}")["responses"]["200"]["content"].clone();
+        let documented = content.as_object().expect("content").len();
+        assert_eq!(documented, ImageType::ALL.len());
+        for kind in ImageType::ALL {
+            let schema = &content[kind.mime()]["schema"];
+            assert_eq!(schema["type"], "string", "{}", kind.mime());
+            assert_eq!(schema["format"], "binary", "{}", kind.mime());
+        }
+    }
+
+    #[test]
+    fn every_operation_documents_its_problems_and_the_bearer_scheme() {
+        let doc = super::super::openapi();
+        assert_eq!(common::openapi::shortcomings(&doc), Vec::<String>::new());
+        assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
+        for (method, path, statuses) in [
+            ("get", "/images", &["401", "422"][..]),
+            ("get", "/images/{id}", &["401", "404"]),
+            ("get", "/images/{id}/meta", &["401", "404"]),
+            ("delete", "/images/{id}", &["401", "404"]),
+            ("post", "/upload", &["400", "401", "413", "415", "422"]),
+        ] {
+            let responses = &operation(method, path)["responses"];
+            for status in statuses {
+                assert!(responses.get(status).is_some(), "{method} {path} {status}");
+            }
+        }
+    }
 }

@@ -28,10 +28,16 @@ impl Drop for Service {
     }
 }
 
-async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Service {
-    let addr = testkit::free_addr();
-    let log = std::fs::File::create(dir.join(format!("service-{run}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_images_service"))
+/// `images_service serve` on `addr` with the store under `dir`, logging to `log`.
+fn serve(
+    dir: &Path,
+    database_url: &str,
+    key_file: &Path,
+    addr: SocketAddr,
+    log: std::fs::File,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_images_service"));
+    command
         .arg("serve")
         .env("LISTEN_ADDR", addr.to_string())
         .env("INSTANCE_NAME", "images-crash")
@@ -41,10 +47,19 @@ async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Ser
             format!("file://{}", dir.join("blobs").display()),
         )
         .env("JWT_PUBLIC_KEY_FILE", key_file)
+        // No users_service here to serve revocations.
+        .env("REVOCATIONS_URL", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    command
+}
+
+async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Service {
+    let addr = testkit::free_addr();
+    let log = std::fs::File::create(dir.join(format!("service-{run}.log"))).expect("log file");
+    let child = serve(dir, database_url, key_file, addr, log)
         .env("MAX_UPLOAD_BYTES", (256 * 1024 * 1024).to_string())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
         .spawn()
         .expect("start the images_service binary");
     let service = Service {
@@ -54,6 +69,26 @@ async fn start(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> Ser
     };
     testkit::wait_until_ready(&format!("{}/readyz", service.address)).await;
     service
+}
+
+/// Starts the binary expecting it to refuse: waits for its exit and returns its log.
+async fn start_refused(dir: &Path, database_url: &str, key_file: &Path, run: u32) -> String {
+    let log_path = dir.join(format!("service-{run}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = serve(dir, database_url, key_file, testkit::free_addr(), log)
+        .spawn()
+        .expect("start the images_service binary");
+    let mut status = None;
+    testkit::eventually("the service exits", Duration::from_secs(30), || {
+        status = child.try_wait().expect("try_wait");
+        std::future::ready(status.is_some())
+    })
+    .await;
+    assert!(
+        !status.expect("exited").success(),
+        "the service should refuse to start"
+    );
+    std::fs::read_to_string(log_path).expect("log")
 }
 
 /// Sends the start of a large upload and keeps the connection open.
@@ -194,3 +229,42 @@ async fn a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart(bac
 }
 
 testkit::on_both_databases!(a_crash_mid_upload_leaves_no_orphans_and_uploads_work_after_restart);
+
+/// A wrong or empty database pointed at a store full of images must not make the start-up sweep
+/// take every image for an orphan: the service refuses to start, naming the variable, and every
+/// blob stays. Its own database still starts it, with the image intact.
+async fn a_database_never_used_with_the_store_refuses_to_start_and_deletes_nothing(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = TestKeys::generate();
+    let key_file = dir.path().join("jwt-public.pem");
+    std::fs::write(&key_file, keys.public_pem()).expect("write key");
+    let database_url = testkit::database_url(backend, &dir.path().join("images.db")).await;
+    let token = keys.token(uuid::Uuid::new_v4(), 600);
+    let client = reqwest::Client::new();
+    let store = dir.path().join("blobs");
+
+    let first = start(dir.path(), &database_url, &key_file, 1).await;
+    let kept = png(40, 30, 3);
+    let kept_id = upload(&client, &first.address, &token, "a.png", &kept).await;
+    drop(first);
+
+    let empty = testkit::database_url(backend, &dir.path().join("empty.db")).await;
+    let log = start_refused(dir.path(), &empty, &key_file, 2).await;
+    assert!(
+        log.contains("DATABASE_URL") && log.contains("never used with the blob store"),
+        "the refusal should name the variable: {log}"
+    );
+    assert_eq!(files_under(&store), vec![format!("blobs/{kept_id}")]);
+
+    let again = start(dir.path(), &database_url, &key_file, 3).await;
+    assert_eq!(
+        download(&client, &again.address, &token, &kept_id).await,
+        kept
+    );
+}
+
+testkit::on_both_databases!(
+    a_database_never_used_with_the_store_refuses_to_start_and_deletes_nothing
+);

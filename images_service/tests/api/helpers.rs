@@ -73,12 +73,15 @@ impl TestApp {
                 max_in_flight: 64,
                 request_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(1),
+                header_timeout: Duration::from_secs(10),
+                body_rate: common::config::BodyRate::default(),
             },
             database_url: testkit::database_url(backend, &dir.path().join("images.db"))
                 .await
                 .into(),
             blob_store_url: format!("file://{}", store_dir.display()),
             limits,
+            blob_cache_bytes: images_service::config::DEFAULT_BLOB_CACHE_BYTES,
         };
         let keys = TestKeys::generate();
         let application = Application::build_with_verifier(settings, Arc::new(keys.verifier()))
@@ -211,7 +214,8 @@ pub async fn metric_value(client: &reqwest::Client, address: &str, prefix: &str)
         .sum()
 }
 
-/// Every file under `dir`, relative to it, sorted.
+/// Every file under the blob directory `dir`, relative to it, sorted; the store's installation
+/// mark (written once at the first start) aside.
 pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -233,6 +237,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(dir, dir, &mut out);
+    out.retain(|file| file != "installation");
     out.sort();
     out
 }

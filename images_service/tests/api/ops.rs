@@ -20,6 +20,26 @@ async fn health_readiness_and_the_served_by_header_answer(backend: Backend) {
     }
 }
 
+async fn a_method_a_route_does_not_take_is_a_problem_405_with_allow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .put(format!("{}/upload", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], 405);
+    assert_eq!(body["type"], "/problems/method-not-allowed");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("Allow")));
+}
+
 async fn metrics_expose_the_upload_counters(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.upload_ok("p.png", crate::helpers::png(5, 5, 1)).await;
@@ -56,6 +76,7 @@ async fn the_openapi_document_lists_every_endpoint(backend: Backend) {
 
 testkit::on_both_databases!(
     health_readiness_and_the_served_by_header_answer,
+    a_method_a_route_does_not_take_is_a_problem_405_with_allow,
     metrics_expose_the_upload_counters,
     the_openapi_document_lists_every_endpoint,
 );

@@ -214,19 +214,31 @@ async fn a_file_name_with_dot_dot_is_stored_under_its_uuid_and_nowhere_else(back
     assert!(!parent.join("escaped.png").exists());
 }
 
-async fn a_body_that_is_not_multipart_is_refused_with_400(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let response = app
-        .client
+/// `POST /upload` with a PNG as the raw body, labelled `content_type`.
+async fn upload_raw(app: &TestApp, content_type: &str) -> reqwest::Response {
+    app.client
         .post(format!("{}/upload", app.address))
         .bearer_auth(&app.user.token)
-        .header("content-type", "image/png")
+        .header("content-type", content_type)
         .body(png(4, 4, 7))
         .send()
         .await
-        .expect("request");
-    let body = problem(response, StatusCode::BAD_REQUEST).await;
+        .expect("request")
+}
+
+async fn a_body_that_is_not_multipart_is_refused_with_415(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = upload_raw(&app, "image/png").await;
+    let body = problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert_detail_mentions(&body, "multipart/form-data");
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
+}
+
+async fn a_multipart_body_without_a_boundary_is_refused_with_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = upload_raw(&app, "multipart/form-data").await;
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert_detail_mentions(&body, "boundary");
 }
 
 testkit::on_both_databases!(
@@ -242,5 +254,6 @@ testkit::on_both_databases!(
     a_file_exactly_at_the_limit_is_read_to_the_end,
     the_server_stops_reading_a_streamed_upload_far_over_the_limit,
     a_file_name_with_dot_dot_is_stored_under_its_uuid_and_nowhere_else,
-    a_body_that_is_not_multipart_is_refused_with_400,
+    a_body_that_is_not_multipart_is_refused_with_415,
+    a_multipart_body_without_a_boundary_is_refused_with_400,
 );

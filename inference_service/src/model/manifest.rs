@@ -21,6 +21,32 @@ pub struct Manifest {
     /// Scores below it are `forgettable`.
     pub threshold: f32,
     pub licence: String,
+    /// The numbers the model computes with; `fp32` when the manifest does not say.
+    #[serde(default)]
+    pub precision: Precision,
+    /// For a model derived from another (the int8 ResMem from the fp32 one): the source file's
+    /// hex SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
+}
+
+/// The numeric precision of the model's weights and activations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    /// The name the manifest and `GET /model` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 /// The model's single input: an NCHW `f32` tensor of `1×3×height×width`.
@@ -168,6 +194,12 @@ impl Manifest {
             p.std.iter().all(|s| *s != 0.0),
             "`preprocess.std` must not contain 0"
         );
+        if let Some(source) = &self.source_sha256 {
+            ensure!(
+                source.len() == 64 && source.chars().all(|c| c.is_ascii_hexdigit()),
+                "`source_sha256` must be 64 hex digits"
+            );
+        }
         if let OutputSpec::Softmax { labels, .. } = &self.output {
             ensure!(
                 labels.len() >= 2,
@@ -232,6 +264,25 @@ mod tests {
     fn a_crop_larger_than_the_resize_is_refused() {
         let text = RESMEM.replace(r#""crop": {"height": 227"#, r#""crop": {"height": 300"#);
         assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn a_manifest_without_precision_is_fp32() {
+        assert_eq!(parse(RESMEM).expect("valid").precision, Precision::Fp32);
+    }
+
+    #[test]
+    fn a_manifest_may_say_int8() {
+        let text = RESMEM.replace(
+            r#""threshold": 0.75"#,
+            r#""threshold": 0.75, "precision": "int8""#,
+        );
+        assert_eq!(parse(&text).expect("valid").precision, Precision::Int8);
+        assert!(parse(&RESMEM.replace(
+            r#""threshold": 0.75"#,
+            r#""threshold": 0.75, "precision": "fp8""#
+        ))
+        .is_err());
     }
 
     #[test]

@@ -1,28 +1,26 @@
-//! The ONNX model loaded once into tract: checked against its manifest, optimised for a batch of
-//! one, and run on one input tensor at a time.
+//! The ONNX model loaded once into the chosen engine: checked against its manifest, prepared for a
+//! batch of one, and run on one input tensor at a time.
 
 use std::{fs::File, io, path::Path, time::Instant};
 
 use anyhow::{bail, ensure, Context};
 use sha2::{Digest, Sha256};
-use tract_onnx::prelude::*;
 
 use super::{
+    engine::{Engine, EngineKind, ModelSpec, Parallelism, Runtime},
     manifest::{Manifest, OutputSpec},
     preprocess::Preprocessor,
 };
-
-type Plan = TypedRunnableModel<TypedModel>;
 
 /// A model ready to run.
 pub struct LoadedModel {
     pub manifest: Manifest,
     /// SHA-256 of the ONNX file, as verified at load.
     pub sha256: String,
-    /// How long loading, verifying and optimising took.
+    /// How long loading, verifying and preparing took, the first run included.
     pub load_seconds: f64,
     preprocessor: Preprocessor,
-    plan: Plan,
+    engine: Box<dyn Engine>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -31,6 +29,7 @@ impl std::fmt::Debug for LoadedModel {
             .field("name", &self.manifest.name)
             .field("version", &self.manifest.version)
             .field("sha256", &self.sha256)
+            .field("engine", &self.engine.kind())
             .finish_non_exhaustive()
     }
 }
@@ -44,9 +43,15 @@ pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
 }
 
 impl LoadedModel {
-    /// Verifies the ONNX file in `dir` against `manifest`, loads it and plans it for `1×3×H×W`
-    /// inputs. Blocking and slow (seconds for a large model): run it off the async workers.
-    pub fn load(dir: &Path, manifest: Manifest) -> anyhow::Result<Self> {
+    /// Verifies the ONNX file in `dir` against `manifest` and loads it into `runtime` for
+    /// `1×3×H×W` inputs, with one lane per worker. Blocking and slow (seconds for a large model):
+    /// run it off the async workers.
+    pub fn load(
+        dir: &Path,
+        manifest: Manifest,
+        runtime: &Runtime,
+        parallelism: Parallelism,
+    ) -> anyhow::Result<Self> {
         let started = Instant::now();
         let path = manifest.model_path(dir);
         let sha256 = file_sha256(&path)?;
@@ -58,36 +63,23 @@ impl LoadedModel {
                 manifest.sha256
             );
         }
-        let mut model = tract_onnx::onnx()
-            .model_for_path(&path)
-            .with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
-        let inputs = model.input_outlets()?.to_vec();
-        ensure!(
-            inputs.len() == 1,
-            "the model has {} inputs; one image input is expected",
-            inputs.len()
-        );
-        let input_name = &model.node(inputs[0].node).name;
-        ensure!(
-            *input_name == manifest.input.name,
-            "the model's input is named `{input_name}` but the manifest says `{}`",
-            manifest.input.name
-        );
         let preprocessor = Preprocessor::new(&manifest.preprocess);
-        model.set_input_fact(0, f32::fact(preprocessor.shape()).into())?;
-        let plan = model
-            .into_optimized()
-            .context("cannot optimise the model")?
-            .into_runnable()
-            .context("cannot plan the model")?;
+        let engine = runtime.load(
+            &ModelSpec {
+                path: &path,
+                input_name: &manifest.input.name,
+                input_shape: preprocessor.shape(),
+            },
+            parallelism,
+        )?;
         let loaded = Self {
             manifest,
             sha256,
             load_seconds: 0.0,
             preprocessor,
-            plan,
+            engine,
         };
-        // One run proves the plan works before the service says it is ready.
+        // One run proves the model works before the service says it is ready.
         loaded
             .forward(vec![0.0; loaded.input_len()])
             .context("the model fails on a blank input")?;
@@ -102,6 +94,11 @@ impl LoadedModel {
         &self.preprocessor
     }
 
+    /// The engine that runs it.
+    pub fn engine(&self) -> EngineKind {
+        self.engine.kind()
+    }
+
     /// The number of values of one input tensor.
     pub fn input_len(&self) -> usize {
         self.preprocessor.shape().iter().product()
@@ -109,11 +106,13 @@ impl LoadedModel {
 
     /// Runs the model on one channel-first input and returns the score in 0..1.
     pub fn forward(&self, data: Vec<f32>) -> anyhow::Result<f32> {
-        let input = tract_ndarray::Array4::from_shape_vec(self.preprocessor.shape(), data)
-            .context("the input tensor has the wrong size")?;
-        let outputs = self.plan.run(tvec!(Tensor::from(input).into()))?;
-        let output = outputs.first().context("the model produced no output")?;
-        let values: Vec<f32> = output.to_array_view::<f32>()?.iter().copied().collect();
+        ensure!(
+            data.len() == self.input_len(),
+            "the input tensor has {} values, the model takes {}",
+            data.len(),
+            self.input_len()
+        );
+        let values = self.engine.run(data)?;
         score_from_output(&self.manifest.output, &values)
     }
 }

@@ -4,7 +4,6 @@ mod model;
 mod predict;
 
 use axum::{extract::DefaultBodyLimit, Router};
-use common::openapi::{BearerAuth, ProblemBody};
 use utoipa::OpenApi;
 
 use crate::state::AppState;
@@ -35,8 +34,6 @@ pub fn router(state: AppState) -> Router {
         description = "Predicts whether an image is forgettable with an ONNX memorability model. \
                        Errors are RFC 9457 `application/problem+json`.",
     ),
-    components(schemas(ProblemBody)),
-    modifiers(&BearerAuth),
     tags((name = "inference", description = "Memorability predictions and the model behind them"))
 )]
 struct ApiDoc;
@@ -46,7 +43,7 @@ pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(predict::PredictApi::openapi());
     doc.merge(model::ModelApi::openapi());
-    serde_json::to_value(doc).unwrap_or_default()
+    common::openapi::document(doc)
 }
 
 #[cfg(test)]

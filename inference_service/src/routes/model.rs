@@ -1,15 +1,22 @@
-//! `GET /model`: which model answers, its input and threshold, and its licence.
+//! `GET /model`: which model answers, with which engine and precision, its input and threshold,
+//! and its licence.
 
 use axum::{routing::get, Json, Router};
 use common::auth::AuthUser;
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::{error::Result, model::manifest::OutputSpec, state::AppState};
-use common::openapi::ProblemBody;
+use crate::{
+    error::Result,
+    model::{manifest::OutputSpec, EngineKind, Precision},
+    state::AppState,
+};
 
 #[derive(OpenApi)]
-#[openapi(paths(describe), components(schemas(ModelInfo, InputInfo)))]
+#[openapi(
+    paths(describe),
+    components(schemas(ModelInfo, InputInfo, EngineKind, Precision))
+)]
 pub(super) struct ModelApi;
 
 pub(super) fn router() -> Router<AppState> {
@@ -28,6 +35,10 @@ struct ModelInfo {
     name: String,
     version: String,
     sha256: String,
+    /// The engine that runs the model (`INFERENCE_ENGINE`).
+    engine: EngineKind,
+    /// The numbers the model computes with (its manifest's `precision`).
+    precision: Precision,
     input: InputInfo,
     /// `sigmoid_score` or `softmax`.
     output: String,
@@ -44,8 +55,8 @@ struct ModelInfo {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The model in use", body = ModelInfo),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "The model is still loading", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 503, description = "The model is still loading"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user = %user.id))]
@@ -59,6 +70,8 @@ async fn describe(
         name: m.name.clone(),
         version: m.version.clone(),
         sha256: model.sha256.clone(),
+        engine: model.engine(),
+        precision: m.precision,
         input: InputInfo {
             name: m.input.name.clone(),
             height: m.input.height,

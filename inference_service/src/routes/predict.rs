@@ -9,7 +9,12 @@ use axum::{
     Json, Router,
 };
 use bytes::{Bytes, BytesMut};
-use common::{auth::AuthUser, imaging::Rejection, problem::AppPath};
+use common::{
+    auth::AuthUser,
+    imaging::Rejection,
+    openapi::{Binary, FileUpload},
+    problem::AppPath,
+};
 use futures::StreamExt;
 use serde::Serialize;
 use utoipa::OpenApi;
@@ -20,12 +25,11 @@ use crate::{
     predictor::{Label, ModelRef, Prediction},
     state::AppState,
 };
-use common::openapi::ProblemBody;
 
 #[derive(OpenApi)]
 #[openapi(
     paths(predict_stored, predict_upload),
-    components(schemas(PredictionBody, Label, ModelRef))
+    components(schemas(PredictionBody, Label, ModelRef, FileUpload))
 )]
 pub(super) struct PredictApi;
 
@@ -71,10 +75,12 @@ impl PredictionBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The prediction", body = PredictionBody),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No such image of the caller's", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "The stored file cannot be decoded", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "Busy, model loading or images service unreachable; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token, or images_service refused it"),
+        (status = 404, description = "No such image of the caller's"),
+        (status = 413, description = "The stored image is larger than MAX_UPLOAD_BYTES"),
+        (status = 415, description = "The stored file is not a JPEG, PNG, WebP or GIF image"),
+        (status = 422, description = "The stored file is empty, corrupt or has too many pixels"),
+        (status = 503, description = "Busy, model loading or images service unreachable; see Retry-After"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user = %user.id, %image_id))]
@@ -84,32 +90,41 @@ async fn predict_stored(
     AppPath(image_id): AppPath<Uuid>,
 ) -> Result<Json<PredictionBody>> {
     state.predictor.model()?;
-    let bytes = state.images.fetch(image_id, &user.token).await?;
-    let prediction = state.predictor.predict(bytes).await?;
+    // The metadata is small: the cache, the queue and the size limit are consulted with it, and
+    // the bytes are fetched only when the model must run on them.
+    let stored = state.images.meta(image_id, &user.token).await?;
+    let fetch = || state.images.fetch(image_id, &user.token);
+    let prediction = state.predictor.predict_stored(stored.sha256, fetch).await?;
     Ok(Json(PredictionBody::new(Some(image_id), prediction)))
 }
 
-/// Predicts for an image sent in the request.
+/// Predicts for an image sent in the request: the raw bytes as the body (any `image/*` type,
+/// `application/octet-stream` or no `Content-Type`), or the multipart/form-data field `file`.
+/// The type is decided by the bytes, not by the `Content-Type`.
 #[utoipa::path(
     post,
     path = "/predict",
     tag = "inference",
     request_body(
         content(
-            (Vec<u8> = "application/octet-stream"),
-            (Vec<u8> = "image/*"),
-            (Vec<u8> = "multipart/form-data"),
+            (inline(Binary) = "image/jpeg"),
+            (inline(Binary) = "image/png"),
+            (inline(Binary) = "image/webp"),
+            (inline(Binary) = "image/gif"),
+            (inline(Binary) = "application/octet-stream"),
+            (FileUpload = "multipart/form-data"),
         ),
         description = "The image as the raw body, or as multipart/form-data field `file`"
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The prediction", body = PredictionBody),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than MAX_UPLOAD_BYTES", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not a JPEG, PNG, WebP or GIF image", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt, empty or too many pixels", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "Busy or model loading; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed multipart body, or a body that broke off"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES"),
+        (status = 415, description = "A `Content-Type` other than the ones above, or not a JPEG, PNG, WebP or GIF image"),
+        (status = 422, description = "No `file` field, or an empty, corrupt or too large (in pixels) image"),
+        (status = 503, description = "Busy or model loading; see Retry-After"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user = %user.id))]
@@ -193,6 +208,72 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Bytes> {
                         "Malformed multipart body: {e}"
                     )))
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::imaging::ImageType;
+    use serde_json::{json, Value};
+
+    fn request_body() -> (Value, Value) {
+        let doc = super::super::openapi();
+        let body = doc["paths"]["/predict"]["post"]["requestBody"].clone();
+        (doc, body)
+    }
+
+    #[test]
+    fn a_raw_body_is_binary_in_each_accepted_image_type_or_octet_stream() {
+        let (_, body) = request_body();
+        let raw = ImageType::ALL
+            .iter()
+            .map(|kind| kind.mime())
+            .chain(["application/octet-stream"]);
+        for media_type in raw {
+            let schema = &body["content"][media_type]["schema"];
+            assert_eq!(schema["type"], "string", "{media_type}");
+            assert_eq!(schema["format"], "binary", "{media_type}");
+        }
+    }
+
+    #[test]
+    fn a_multipart_body_carries_the_image_in_a_binary_file_field() {
+        let (doc, body) = request_body();
+        let schema = &body["content"]["multipart/form-data"]["schema"]["$ref"];
+        let name = schema
+            .as_str()
+            .and_then(|s| s.strip_prefix("#/components/schemas/"))
+            .expect("a schema reference");
+        let form = &doc["components"]["schemas"][name];
+        assert_eq!(form["required"], json!(["file"]));
+        assert_eq!(form["properties"]["file"]["type"], "string");
+        assert_eq!(form["properties"]["file"]["format"], "binary");
+    }
+
+    #[test]
+    fn every_operation_documents_its_problems_and_the_bearer_scheme() {
+        let doc = super::super::openapi();
+        assert_eq!(common::openapi::shortcomings(&doc), Vec::<String>::new());
+        for (method, path, statuses) in [
+            (
+                "get",
+                "/predict/{image_id}",
+                &["401", "404", "422", "503"][..],
+            ),
+            (
+                "post",
+                "/predict",
+                &["400", "401", "413", "415", "422", "503"],
+            ),
+            ("get", "/model", &["401", "503"]),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["security"], json!([{"bearer": []}]), "{path}");
+            for status in statuses {
+                let response = operation["responses"].get(status);
+                assert!(response.is_some(), "{method} {path} {status}");
             }
         }
     }

@@ -10,7 +10,8 @@ use common::{
 };
 use image::{ImageFormat, RgbImage};
 use inference_service::{
-    config::{PoolSettings, Settings},
+    config::{EngineSettings, PoolSettings, Settings},
+    model::EngineKind,
     predictor::Predictor,
     startup::Application,
 };
@@ -26,6 +27,18 @@ pub const TEST_MAX_UPLOAD: u64 = 2 * 1024 * 1024;
 /// The committed tiny model.
 pub fn tiny_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+#[path = "../support/onnxruntime.rs"]
+mod onnxruntime;
+pub use onnxruntime::onnxruntime_library;
+
+/// Settings for the onnxruntime engine with the library of [`onnxruntime_library`].
+pub fn onnxruntime_engine() -> EngineSettings {
+    EngineSettings {
+        kind: EngineKind::OnnxRuntime,
+        onnxruntime_library: Some(onnxruntime_library()),
+    }
 }
 
 /// A photo fixture's bytes.
@@ -71,6 +84,8 @@ fn server_settings(name: &str) -> ServerSettings {
         max_in_flight: 64,
         request_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(10),
+        body_rate: common::config::BodyRate::default(),
     }
 }
 
@@ -85,7 +100,9 @@ pub fn settings(images_url: String) -> Settings {
             workers: 2,
             threads: 1,
             queue: 4,
+            downloads: 2,
         },
+        engine: EngineSettings::default(),
         limits: ImageLimits {
             max_upload_bytes: TEST_MAX_UPLOAD,
             ..ImageLimits::default()
@@ -112,6 +129,7 @@ impl Images {
                 max_upload_bytes: TEST_MAX_UPLOAD,
                 ..ImageLimits::default()
             },
+            blob_cache_bytes: images_service::config::DEFAULT_BLOB_CACHE_BYTES,
         };
         let application =
             images_service::startup::Application::build_with_verifier(settings, verifier)
@@ -272,6 +290,26 @@ impl TestApp {
             .send()
             .await
             .expect("GET")
+    }
+
+    /// How many `GET` requests of `route` (a route template, as `/images/{id}`) images_service
+    /// answered, whatever their status.
+    pub async fn images_requests(&self, route: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.images.address))
+            .send()
+            .await
+            .expect("images /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let route = format!("route=\"{route}\"");
+        text.lines()
+            .filter(|line| line.starts_with("http_requests_total{"))
+            .filter(|line| line.contains("method=\"GET\"") && line.contains(&route))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
     }
 
     pub async fn metrics(&self) -> String {

@@ -15,6 +15,8 @@ async fn the_model_endpoint_describes_the_loaded_model() {
     assert_eq!(body["name"], "tiny");
     assert_eq!(body["version"], "1");
     assert_eq!(body["sha256"], manifest["sha256"]);
+    assert_eq!(body["engine"], "tract", "the default engine");
+    assert_eq!(body["precision"], "fp32", "a manifest without precision");
     assert_eq!(body["input"]["height"], 32);
     assert_eq!(body["input"]["width"], 32);
     assert_eq!(body["threshold"], 0.5);

@@ -6,7 +6,7 @@ use common::service::Service;
 use inference_service::startup::Application;
 use reqwest::StatusCode;
 
-use crate::helpers::{metric, settings, tiny_dir, TestApp, TestKeys};
+use crate::helpers::{assert_problem, metric, settings, tiny_dir, TestApp, TestKeys};
 
 #[tokio::test]
 async fn a_missing_model_fails_at_start_naming_the_command_that_makes_it() {
@@ -101,4 +101,18 @@ async fn the_openapi_document_lists_the_endpoints() {
     assert!(doc["paths"]["/predict/{image_id}"]["get"].is_object());
     assert!(doc["paths"]["/predict"]["post"].is_object());
     assert!(doc["paths"]["/model"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_a_problem_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .delete(format!("{}/model", app.address))
+        .send()
+        .await
+        .expect("DELETE /model");
+    assert_eq!(response.headers()["allow"], "GET,HEAD");
+    let body = assert_problem(response, StatusCode::METHOD_NOT_ALLOWED, "Allow header").await;
+    assert_eq!(body["type"], "/problems/method-not-allowed");
 }

@@ -1,10 +1,10 @@
 //! Fixtures, formula inputs and the environment the real-model tests need.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{config::ImageLimits, imaging::decode_rgb};
 use image::RgbImage;
-use inference_service::model::{LoadedModel, Manifest};
+use inference_service::model::{EngineKind, LoadedModel, Manifest, Parallelism, Runtime};
 use serde::Deserialize;
 
 /// `inference_service/tests/fixtures`.
@@ -56,10 +56,23 @@ pub fn decode_photo(path: &std::path::Path) -> RgbImage {
     decode_rgb(&bytes, &ImageLimits::default()).expect("decode photo")
 }
 
-/// Loads a model folder.
-pub fn load(dir: &std::path::Path) -> LoadedModel {
+/// Both engines: every model test runs on each.
+pub const ENGINES: [EngineKind; 2] = [EngineKind::Tract, EngineKind::OnnxRuntime];
+
+#[path = "../support/onnxruntime.rs"]
+mod onnxruntime;
+pub use onnxruntime::onnxruntime_library;
+
+/// The engine `kind`, started.
+pub fn runtime(kind: EngineKind) -> Runtime {
+    let library = (kind == EngineKind::OnnxRuntime).then(onnxruntime_library);
+    Runtime::start(kind, library.as_deref()).expect("start the engine")
+}
+
+/// Loads a model folder into the engine `kind`, one worker with one thread.
+pub fn load(dir: &Path, kind: EngineKind) -> LoadedModel {
     let manifest = Manifest::load(dir).expect("manifest");
-    LoadedModel::load(dir, manifest).expect("load model")
+    LoadedModel::load(dir, manifest, &runtime(kind), Parallelism::default()).expect("load model")
 }
 
 /// A variable `cargo xtask test` exports; its absence fails the test with the fix.

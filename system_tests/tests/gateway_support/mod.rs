@@ -50,12 +50,19 @@ pub fn options(dir: &std::path::Path) -> Result<StackOptions> {
             // The storm logs in the same user from one address many times.
             ("LOGIN_RATE_PER_MINUTE_IP".to_owned(), "100000".to_owned()),
             ("LOGIN_RATE_PER_MINUTE_USER".to_owned(), "100000".to_owned()),
+            (
+                "REGISTER_RATE_PER_MINUTE_IP".to_owned(),
+                "100000".to_owned(),
+            ),
         ]);
         if name != "users-backup" {
             env.insert("MAX_IN_FLIGHT".to_owned(), MAX_IN_FLIGHT.to_owned());
         }
         env_overrides.insert(name.to_owned(), env);
     }
+    // The storms log in from one address far beyond the gateway's own limits; those limits are
+    // tested on a gateway of their own.
+    env_overrides.insert("traefik".to_owned(), system_tests::gateway_limits_lifted());
     Ok(StackOptions {
         data_dir: dir.to_path_buf(),
         bin_dir,
@@ -105,8 +112,13 @@ pub const HTTPS_PORT: u16 = 443;
 /// A client that reaches every public host on the gateway's port, optionally from `local`. On
 /// the HTTPS port it trusts the local certificate authority of `deploy/gen-secrets.sh` only.
 pub fn client(ports: &Ports, local: Option<IpAddr>) -> Result<Client> {
+    client_within(ports, local, Duration::from_secs(30))
+}
+
+/// [`client`], giving up on an answer after `timeout`.
+pub fn client_within(ports: &Ports, local: Option<IpAddr>, timeout: Duration) -> Result<Client> {
     let mut builder = Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none());
     for host in PUBLIC_HOSTS {
         builder = builder.resolve(host, SocketAddr::from(([127, 0, 0, 1], ports.web)));
@@ -123,6 +135,16 @@ pub fn client(ports: &Ports, local: Option<IpAddr>) -> Result<Client> {
         builder = builder.local_address(local);
     }
     Ok(builder.build()?)
+}
+
+/// The answer's Content-Type, or "" without one.
+pub fn content_type(response: &Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `http://<host>:<web port><path>`, or `https://<host><path>` on the HTTPS port.
@@ -233,7 +255,7 @@ pub fn sample_png() -> Result<Vec<u8>> {
 }
 
 /// An HTTP backend standing in for every users replica and images: every path answers the
-/// identity headers it received as JSON.
+/// identity headers it received as JSON, with the size of the body it read (`body_bytes`).
 pub struct EchoBackend {
     pub port: u16,
     _runtime: tokio::runtime::Runtime,
@@ -242,7 +264,7 @@ pub struct EchoBackend {
 impl EchoBackend {
     pub fn start() -> Result<Self> {
         use axum::{http::HeaderMap, Router};
-        async fn echo(headers: HeaderMap) -> axum::Json<Value> {
+        async fn echo(headers: HeaderMap, body: axum::body::Bytes) -> axum::Json<Value> {
             let get = |name: &str| {
                 headers
                     .get(name)
@@ -259,6 +281,7 @@ impl EchoBackend {
                 "x-user-name": get("x-user-name"),
                 "x-user-role": get("x-user-role"),
                 "aliases": aliases,
+                "body_bytes": body.len(),
             }))
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -276,6 +299,130 @@ impl EchoBackend {
             _runtime: runtime,
         })
     }
+}
+
+/// A server address that stops answering the way a vanished container's does: until
+/// [`BlackHole::go_dark`] it answers every request 200 (health checks find it up); after it, it
+/// accepts no connection and its full accept queue makes the kernel drop every new SYN, so a
+/// connect waits for its timeout instead of being refused.
+pub struct BlackHole {
+    pub port: u16,
+    dark: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Told once the accept loop has stopped: connections made after it stay unaccepted.
+    stopped: std::sync::mpsc::Receiver<()>,
+    queue: Vec<std::net::TcpStream>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl BlackHole {
+    pub fn start() -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        let (dark, mut darkened) = tokio::sync::oneshot::channel::<()>();
+        let (stop_told, stopped) = std::sync::mpsc::channel::<()>();
+        let listener = runtime.block_on(async {
+            socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            // Backlog 1: a queue of two unaccepted connections is full.
+            socket.listen(1)
+        })?;
+        let port = listener.local_addr()?.port();
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut darkened => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut stream, _)) = accepted else { continue };
+                        tokio::spawn(async move {
+                            let mut buf = [0u8; 4096];
+                            let _ = stream.read(&mut buf).await;
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                        });
+                    }
+                }
+            }
+            let _ = stop_told.send(());
+            // Keep the socket listening, never accepting, for as long as the runtime lives.
+            std::future::pending::<()>().await;
+            drop(listener);
+        });
+        Ok(Self {
+            port,
+            dark: Some(dark),
+            stopped,
+            queue: Vec::new(),
+            _runtime: runtime,
+        })
+    }
+
+    /// Stops accepting and fills the accept queue; returns once a connect to the port times out.
+    pub fn go_dark(&mut self) -> Result<()> {
+        if let Some(dark) = self.dark.take() {
+            let _ = dark.send(());
+            // Filling the queue before the loop has stopped would leave room in it: the loop
+            // could still accept the filling connections, and a later connect would then be
+            // taken into the queue and never answered instead of timing out.
+            self.stopped
+                .recv_timeout(Duration::from_secs(10))
+                .context("the black hole's accept loop did not stop")?;
+        }
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        // Nothing accepts any more: the queue fills with the first connects, and the next one
+        // times out. Bounded: the queue holds two.
+        for _ in 0..20 {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+                Ok(stream) => self.queue.push(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(()),
+                Err(e) => bail!("connecting to the black hole: {e}"),
+            }
+        }
+        bail!(
+            "port {} still accepts connections after 20 connects",
+            self.port
+        )
+    }
+}
+
+/// nginx and Traefik alone on free ports in `dir`, with `echo` as every backend the gateway names
+/// and `traefik_env` added to Traefik's environment last (so a test can give the gateway values
+/// the launcher would refuse). Needs neither the service binaries nor the model.
+pub fn gateway_alone(
+    dir: &std::path::Path,
+    echo: &EchoBackend,
+    traefik_env: &[(&str, &str)],
+) -> Result<Stack> {
+    let backend = format!("http://127.0.0.1:{}", echo.port);
+    let mut env: BTreeMap<String, String> = [
+        "USERS_1_URL",
+        "USERS_2_URL",
+        "USERS_3_URL",
+        "USERS_BACKUP_URL",
+        "AUTH_GROUP_URLS",
+        "IMAGES_URL",
+        "INFERENCE_URL",
+    ]
+    .into_iter()
+    .map(|name| (name.to_owned(), backend.clone()))
+    .collect();
+    env.extend(
+        traefik_env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    let opts = StackOptions {
+        data_dir: dir.to_path_buf(),
+        bin_dir: dir.to_path_buf(),
+        model_dir: dir.to_path_buf(),
+        ports: Ports::free()?,
+        env_overrides: BTreeMap::from([("traefik".to_owned(), env)]),
+        with_prometheus: false,
+    };
+    Stack::start_only(opts, &["errors", "traefik"])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,6 +645,7 @@ pub fn stopped_images_get_the_custom_503_page(ports: &Ports) -> Result<()> {
     let problem = client
         .get(url(ports, "images.localhost", "/images"))
         .header("Accept", "application/json")
+        .header("X-Request-Id", "stopped-images-1")
         .send()?;
     ensure!(
         problem.status() == 503,
@@ -508,9 +656,26 @@ pub fn stopped_images_get_the_custom_503_page(ports: &Ports) -> Result<()> {
         problem.headers()["content-type"].to_str()? == "application/problem+json",
         "JSON answer has the wrong type"
     );
+    // A client told to try again is told when; the request keeps the id its client gave it.
+    let retry_after = problem
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    ensure!(
+        retry_after
+            .as_deref()
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|s| s > 0),
+        "the 503 has no Retry-After in seconds: {retry_after:?}"
+    );
+    ensure!(
+        problem.headers().get("x-request-id").map(|v| v.as_bytes()) == Some(b"stopped-images-1"),
+        "the 503 lost the client's request id: {:?}",
+        problem.headers().get("x-request-id")
+    );
     let body: Value = problem.json()?;
     ensure!(
-        body["status"] == 503 && body["request_id"].is_string(),
+        body["status"] == 503 && body["request_id"] == "stopped-images-1",
         "problem document: {body}"
     );
     Ok(())

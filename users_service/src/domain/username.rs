@@ -10,6 +10,9 @@ pub struct Username(String);
 impl Username {
     pub const MIN_LEN: usize = 3;
     pub const MAX_LEN: usize = 32;
+    /// The characters [`Username::parse`] allows, as a regular expression for the OpenAPI
+    /// document (the lengths are [`Username::MIN_LEN`] and [`Username::MAX_LEN`]).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_.-]*$";
 
     /// Parses a username, or says in a sentence why it is not one.
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -79,6 +82,23 @@ mod tests {
         for name in ["al ice", "bob!", "zoë-1", "a/b/c", "<script>", "tab\there"] {
             let err = Username::parse(name).expect_err(name);
             assert!(err.contains("username"), "{err}");
+        }
+    }
+
+    /// Every string of allowed length: parse accepts it exactly when the pattern matches, over
+    /// every ASCII character and a few others, alone and between allowed ones.
+    #[test]
+    fn the_documented_pattern_accepts_exactly_what_parse_accepts() {
+        let pattern = regex::Regex::new(Username::PATTERN).expect("valid pattern");
+        let others = ['é', 'ß', 'Ω', '€', '\u{0660}', '\u{ff21}', '\u{200b}'];
+        for c in (0u8..=127).map(char::from).chain(others) {
+            for name in [format!("ab{c}"), format!("a{c}b"), c.to_string().repeat(3)] {
+                assert_eq!(
+                    pattern.is_match(&name),
+                    Username::parse(&name).is_ok(),
+                    "{name:?}"
+                );
+            }
         }
     }
 

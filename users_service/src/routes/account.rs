@@ -11,8 +11,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use common::openapi::ProblemBody;
-
 use super::{CurrentUser, UserView};
 use crate::{error::Result, state::AppState};
 
@@ -34,7 +32,7 @@ pub(crate) struct Api;
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's profile", body = UserView),
-        (status = 401, description = "Missing, invalid or expired token, or disabled account", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token, or disabled account"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
@@ -63,7 +61,7 @@ struct Identity {
             ("X-User-Name" = String, description = "The username"),
             ("X-User-Role" = String, description = "`user` or `admin`"),
         )),
-        (status = 401, description = "Missing, invalid or expired token, or disabled account", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token, or disabled account"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]

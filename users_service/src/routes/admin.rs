@@ -14,8 +14,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use common::openapi::ProblemBody;
-
 use super::{CurrentAdmin, UserView};
 use crate::{
     db,
@@ -64,6 +62,7 @@ impl From<&db::User> for AdminUserView {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -86,9 +85,9 @@ struct UserPage {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Bad `limit` or `cursor`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 403, description = "Not an admin"),
+        (status = 422, description = "Bad `limit` or `cursor`"),
     )
 )]
 #[tracing::instrument(skip_all, fields(admin_id = %admin.id))]
@@ -125,11 +124,14 @@ struct UserChange {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated user", body = AdminUserView),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "An admin cannot disable or demote themselves", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "No change given, or an unknown field or role", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "An admin cannot disable or demote themselves"),
+        (status = 413, description = "Body larger than 16 KiB"),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`"),
+        (status = 422, description = "No change given, or an unknown field or role"),
     )
 )]
 #[tracing::instrument(skip_all, fields(admin_id = %admin.id, user_id = %id))]
@@ -149,7 +151,8 @@ async fn update_user(
             "Admins cannot disable or demote themselves; ask another admin.".to_owned(),
         ));
     }
-    let user = db::update_user(&state.db, id, change.disabled, change.role)
+    let keep_for = state.signer.revocation_lifetime();
+    let user = db::update_user(&state.db, id, change.disabled, change.role, keep_for)
         .await?
         .ok_or_else(|| Error::NotFound(format!("There is no user with id {id}.")))?;
     tracing::info!(
@@ -179,8 +182,8 @@ struct Stats {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Counts", body = Stats),
-        (status = 401, description = "Missing or invalid token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 403, description = "Not an admin"),
     )
 )]
 #[tracing::instrument(skip_all, fields(admin_id = %admin.id))]

@@ -14,10 +14,11 @@ use axum::{
 };
 use common::AppJson;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type},
+    ToSchema,
+};
 use uuid::Uuid;
-
-use common::openapi::ProblemBody;
 
 use super::UserView;
 use crate::{
@@ -41,6 +42,49 @@ pub(super) fn router() -> Router<AppState> {
 #[openapi(paths(register, login, refresh, logout))]
 pub(crate) struct Api;
 
+impl Api {
+    /// The document of these routes, with the links a client follows from a token pair (from
+    /// `/login` or `/token/refresh`): refresh it, or log out with it.
+    pub(crate) fn with_links() -> utoipa::openapi::OpenApi {
+        use utoipa::openapi::{link::LinkBuilder, RefOr};
+        let mut doc = <Self as utoipa::OpenApi>::openapi();
+        let with_refresh_token = |operation_id: &str, description: &str| {
+            LinkBuilder::new()
+                .operation_id(operation_id)
+                .request_body(Some(serde_json::json!({
+                    "refresh_token": "$response.body#/refresh_token"
+                })))
+                .description(description)
+                .build()
+        };
+        for path in ["/login", "/token/refresh"] {
+            let pair = doc
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.responses.responses.get_mut("200"));
+            if let Some(RefOr::T(pair)) = pair {
+                pair.links.insert(
+                    "Refresh".to_owned(),
+                    RefOr::T(with_refresh_token(
+                        "refresh",
+                        "Trade the refresh token for a new pair.",
+                    )),
+                );
+                pair.links.insert(
+                    "LogOut".to_owned(),
+                    RefOr::T(with_refresh_token(
+                        "logout",
+                        "End the session the refresh token belongs to.",
+                    )),
+                );
+            }
+        }
+        doc
+    }
+}
+
 /// The client's IP address (see [`client_ip`]).
 struct ClientIp(IpAddr);
 
@@ -57,17 +101,51 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+// Each field's schema states the rules of its domain type (`Username`, `Email`, `Password`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
-    /// 3–32 characters of `A-Z a-z 0-9 _ . -`; unique regardless of case.
-    #[schema(example = "alice")]
+    #[schema(schema_with = username_schema)]
     username: String,
-    #[schema(example = "alice@example.com")]
+    #[schema(schema_with = email_schema)]
     email: String,
-    /// 8–128 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(schema_with = password_schema)]
     password: String,
+}
+
+fn username_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Letters A-Z and a-z, digits, `_`, `.` and `-`; unique regardless of case.",
+        ))
+        .min_length(Some(Username::MIN_LEN))
+        .max_length(Some(Username::MAX_LEN))
+        .pattern(Some(Username::PATTERN))
+        .examples(["alice"])
+        .build()
+}
+
+fn email_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "An address whose domain has a dot; surrounding spaces are dropped.",
+        ))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+        .max_length(Some(Email::MAX_LEN))
+        .examples(["alice@example.com"])
+        .build()
+}
+
+fn password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .min_length(Some(Password::MIN_LEN))
+        .max_length(Some(Password::MAX_LEN))
+        .examples(["correct horse battery staple"])
+        .build()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -100,28 +178,52 @@ struct TokenPair {
     refresh_token: String,
 }
 
-/// Creates an account with the `user` role.
+/// Creates an account with the `user` role. Registrations are limited per client IP (429 with
+/// `Retry-After`); a taken username or email is refused before the password is hashed.
 #[utoipa::path(
     post,
     path = "/register",
     tag = "accounts",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = UserView),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Username or email already registered", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than 16 KiB", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule or is unknown; the detail names it", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 201, description = "Account created", body = UserView, links(
+            ("LogIn" = (
+                operation_id = "login",
+                request_body = json!({
+                    "username": "$request.body#/username",
+                    "password": "$request.body#/password"
+                }),
+                description = "Log in with the new account's credentials."
+            ))
+        )),
+        (status = 400, description = "Malformed JSON"),
+        (status = 409, description = "Username or email already registered"),
+        (status = 413, description = "Body larger than 16 KiB"),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`"),
+        (status = 422, description = "A field breaks a rule or is unknown; the detail names it"),
+        (status = 429, description = "Too many registrations from this address; see `Retry-After`"),
+        (status = 503, description = "Too many password hashes waiting; see `Retry-After`"),
     )
 )]
-#[tracing::instrument(skip_all, fields(username = %body.username))]
+#[tracing::instrument(skip_all, fields(username = %body.username, client_ip = %ip))]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> Result<impl IntoResponse> {
+    // Everything that can refuse a registration is checked before the costly hash.
+    if let Err(retry_after) = state.limiter.check_register_ip(ip) {
+        tracing::warn!(retry_after, "registration rate limited");
+        return Err(Error::RateLimited { retry_after });
+    }
     let username = Username::parse(&body.username).map_err(Error::Validation)?;
     let email = Email::parse(&body.email).map_err(Error::Validation)?;
     let password = Password::parse(&body.password).map_err(Error::Validation)?;
+    if let Some(conflict) =
+        db::registration_conflict(&state.db, username.as_str(), email.as_str()).await?
+    {
+        return Err(conflict);
+    }
     let hash = state.passwords.hash(&password).await?;
     let new = db::NewUser {
         username: username.as_str(),
@@ -170,7 +272,9 @@ async fn issue_pair(
             .await?
         }
     }
-    let access = state.signer.issue(user.id, &user.username, user.role)?;
+    let access = state
+        .signer
+        .issue(user.id, &user.username, user.role, family_id)?;
     Ok(Some(TokenPair {
         token: access.token,
         token_type: "Bearer",
@@ -182,8 +286,9 @@ async fn issue_pair(
 /// Checks a username and password and starts a session.
 ///
 /// Every bad credential gets the same 401, whether the user exists or not. A disabled account
-/// gets 401 with a different sentence, but only with the right password. Attempts are limited
-/// per client IP and per username (429 with `Retry-After`).
+/// gets that same 401 even with the right password: a different answer would confirm the
+/// password to whoever guessed it. Attempts are limited per client IP and per username (429 with
+/// `Retry-After`).
 #[utoipa::path(
     post,
     path = "/login",
@@ -191,9 +296,13 @@ async fn issue_pair(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenPair),
-        (status = 401, description = "Wrong username or password, or the account is disabled", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts; see `Retry-After`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Wrong username or password, or the account is disabled"),
+        (status = 413, description = "Body larger than 16 KiB"),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`"),
+        (status = 422, description = "Missing or unknown field"),
+        (status = 429, description = "Too many attempts; see `Retry-After`"),
+        (status = 503, description = "Too many password checks waiting; see `Retry-After`"),
     )
 )]
 #[tracing::instrument(skip_all, fields(username = %body.username, client_ip = %ip))]
@@ -230,7 +339,8 @@ async fn login(
     };
     if user.is_disabled() {
         state.metrics.login("failed");
-        return Err(Error::AccountDisabled);
+        tracing::info!(user_id = %user.id, "login refused: account disabled");
+        return Err(Error::InvalidCredentials);
     }
     let family_id = Uuid::new_v4().to_string();
     let pair = issue_pair(&state, &user, &family_id, None)
@@ -261,8 +371,11 @@ fn reused_refresh_token() -> Error {
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token, or disabled account", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or unknown field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token, or disabled account"),
+        (status = 413, description = "Body larger than 16 KiB"),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`"),
+        (status = 422, description = "Missing or unknown field"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id, family_id))]
@@ -279,7 +392,7 @@ async fn refresh(
     span.record("user_id", tracing::field::display(stored.user_id));
     span.record("family_id", stored.family_id.as_str());
     if stored.used_at.is_some() {
-        let revoked = db::revoke_family(&state.db, &stored.family_id).await?;
+        let revoked = revoke_session(&state, &stored).await?;
         state.metrics.refresh("reused");
         tracing::warn!(revoked, "refresh token reused: session revoked");
         return Err(reused_refresh_token());
@@ -306,12 +419,23 @@ async fn refresh(
         }
         None => {
             // Another request rotated this token between our read and our write: that is reuse.
-            db::revoke_family(&state.db, &stored.family_id).await?;
+            revoke_session(&state, &stored).await?;
             state.metrics.refresh("reused");
             tracing::warn!("refresh token used concurrently: session revoked");
             Err(reused_refresh_token())
         }
     }
+}
+
+/// Revokes the session of `token`: its refresh tokens, and its access tokens on every service.
+async fn revoke_session(state: &AppState, token: &db::RefreshToken) -> Result<u64> {
+    db::revoke_session(
+        &state.db,
+        &token.family_id,
+        token.user_id,
+        state.signer.revocation_lifetime(),
+    )
+    .await
 }
 
 /// Ends the session of a refresh token: it and every token of its session stop working.
@@ -323,7 +447,10 @@ async fn refresh(
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "Session revoked"),
-        (status = 422, description = "Missing or unknown field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 413, description = "Body larger than 16 KiB"),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`"),
+        (status = 422, description = "Missing or unknown field"),
     )
 )]
 #[tracing::instrument(skip_all, fields(family_id))]
@@ -334,8 +461,79 @@ async fn logout(
     let hash = hash_refresh_token(&body.refresh_token);
     if let Some(stored) = db::find_refresh_token(&state.db, &hash).await? {
         tracing::Span::current().record("family_id", stored.family_id.as_str());
-        let revoked = db::revoke_family(&state.db, &stored.family_id).await?;
+        let revoked = revoke_session(&state, &stored).await?;
         tracing::info!(user_id = %stored.user_id, revoked, "logged out");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::domain::{Email, Password, Username};
+
+    fn register_fields() -> Value {
+        let doc = super::super::openapi();
+        let schema = &doc["paths"]["/register"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"];
+        let name = schema
+            .as_str()
+            .and_then(|s| s.strip_prefix("#/components/schemas/"))
+            .expect("a schema reference");
+        doc["components"]["schemas"][name]["properties"].clone()
+    }
+
+    #[test]
+    fn registration_documents_the_username_rules() {
+        let username = &register_fields()["username"];
+        assert_eq!(username["minLength"], Username::MIN_LEN);
+        assert_eq!(username["maxLength"], Username::MAX_LEN);
+        assert_eq!(username["pattern"], Username::PATTERN);
+    }
+
+    #[test]
+    fn registration_documents_the_password_and_email_rules() {
+        let fields = register_fields();
+        assert_eq!(fields["password"]["minLength"], Password::MIN_LEN);
+        assert_eq!(fields["password"]["maxLength"], Password::MAX_LEN);
+        assert_eq!(fields["email"]["format"], "email");
+        assert_eq!(fields["email"]["maxLength"], Email::MAX_LEN);
+    }
+
+    #[test]
+    fn every_json_body_documents_its_rejections() {
+        let doc = super::super::openapi();
+        for (method, path) in [
+            ("post", "/register"),
+            ("post", "/login"),
+            ("post", "/token/refresh"),
+            ("post", "/logout"),
+            ("patch", "/admin/users/{id}"),
+        ] {
+            let responses = &doc["paths"][path][method]["responses"];
+            for status in ["400", "413", "415", "422"] {
+                assert!(responses.get(status).is_some(), "{method} {path} {status}");
+            }
+        }
+        assert!(doc["paths"]["/login"]["post"]["responses"]
+            .get("429")
+            .is_some());
+    }
+
+    #[test]
+    fn every_operation_documents_its_problems_and_the_bearer_scheme() {
+        let doc = super::super::openapi();
+        assert_eq!(common::openapi::shortcomings(&doc), Vec::<String>::new());
+        for (method, path) in [
+            ("get", "/me"),
+            ("get", "/auth/verify"),
+            ("get", "/admin/users"),
+            ("patch", "/admin/users/{id}"),
+            ("get", "/admin/stats"),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["security"], json!([{"bearer": []}]), "{path}");
+        }
+    }
 }

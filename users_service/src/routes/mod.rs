@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod internal;
 mod jwks;
 
 use axum::{
@@ -11,10 +12,7 @@ use axum::{
     http::request::Parts,
     Router,
 };
-use common::{
-    auth::{AuthUser, Role},
-    openapi::{BearerAuth, ProblemBody},
-};
+use common::auth::{AuthUser, Role};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -32,8 +30,6 @@ use crate::{
         description = "Accounts, password login, EdDSA access tokens with rotating refresh tokens, and administration. \
                        Errors are RFC 9457 `application/problem+json`.",
     ),
-    components(schemas(ProblemBody)),
-    modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration, login, sessions, profile"),
         (name = "tokens", description = "Key set and token verification for other services and the gateway"),
@@ -45,11 +41,12 @@ struct ApiDoc;
 /// The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' annotations.
 pub fn openapi() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
-    doc.merge(auth::Api::openapi());
+    doc.merge(auth::Api::with_links());
     doc.merge(account::Api::openapi());
     doc.merge(admin::Api::openapi());
     doc.merge(jwks::Api::openapi());
-    serde_json::to_value(doc).unwrap_or_default()
+    doc.merge(internal::Api::openapi());
+    common::openapi::document(doc)
 }
 
 /// Request bodies are small JSON documents; anything larger is refused with 413.
@@ -62,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(admin::router())
         .merge(jwks::router())
+        .merge(internal::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -91,7 +89,8 @@ impl From<&db::User> for UserView {
 }
 
 /// The caller, from a verified access token, checked against the database: tokens of deleted or
-/// disabled accounts stop working at once, not when they expire.
+/// disabled accounts, and of sessions ended by logout or refresh-token reuse, stop working at
+/// once, not when they expire.
 pub(crate) struct CurrentUser(db::User);
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -104,6 +103,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         })?;
         if user.is_disabled() {
             return Err(Error::AccountDisabled);
+        }
+        if db::is_revoked(&state.db, &auth.claims).await? {
+            return Err(Error::Unauthorized(
+                common::auth::AuthError::Revoked.to_string(),
+            ));
         }
         Ok(Self(user))
     }
@@ -130,6 +134,29 @@ impl FromRequestParts<AppState> for CurrentAdmin {
 mod tests {
     use super::openapi;
 
+    /// Clients that follow links (schemathesis' stateful phase, generated SDKs) chain register →
+    /// log in → refresh → log out through them, with OpenAPI's field names.
+    #[test]
+    fn the_account_operations_link_to_each_other() {
+        let doc = openapi();
+        let links = |path: &str, status: &str| {
+            doc["paths"][path]["post"]["responses"][status]["links"].clone()
+        };
+        assert_eq!(links("/register", "201")["LogIn"]["operationId"], "login");
+        assert_eq!(
+            links("/register", "201")["LogIn"]["requestBody"]["password"],
+            "$request.body#/password"
+        );
+        for path in ["/login", "/token/refresh"] {
+            assert_eq!(links(path, "200")["Refresh"]["operationId"], "refresh");
+            assert_eq!(links(path, "200")["LogOut"]["operationId"], "logout");
+            assert_eq!(
+                links(path, "200")["LogOut"]["requestBody"]["refresh_token"],
+                "$response.body#/refresh_token"
+            );
+        }
+    }
+
     #[test]
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
@@ -145,6 +172,7 @@ mod tests {
             "/admin/users",
             "/admin/users/{id}",
             "/admin/stats",
+            "/internal/revocations",
         ] {
             assert!(paths.contains_key(path), "missing {path}");
         }

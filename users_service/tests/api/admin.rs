@@ -3,7 +3,10 @@
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use users_service::{config::BootstrapAdmin, error::ACCOUNT_DISABLED};
+use users_service::{
+    config::BootstrapAdmin,
+    error::{ACCOUNT_DISABLED, INVALID_CREDENTIALS},
+};
 
 use crate::helpers::{
     assert_problem, problem_detail, spawn_app, spawn_app_with, unique_name, Backend, Tokens,
@@ -102,7 +105,7 @@ async fn a_disabled_user_cannot_log_in_refresh_or_use_a_token(backend: Backend) 
         StatusCode::UNAUTHORIZED,
     )
     .await;
-    assert_eq!(login, ACCOUNT_DISABLED);
+    assert_eq!(login, INVALID_CREDENTIALS);
     assert_problem(app.refresh(&tokens.refresh).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(
         problem_detail(app.me(&tokens.access).await, StatusCode::UNAUTHORIZED).await,

@@ -50,6 +50,8 @@ pub fn test_settings(db: &TestDatabase, instance: &str) -> Settings {
             max_in_flight: 256,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_rate: common::config::BodyRate::default(),
         },
         database_url: db.url.clone().into(),
         signing_key_file: db.key_file(),
@@ -64,6 +66,7 @@ pub fn test_settings(db: &TestDatabase, instance: &str) -> Settings {
         },
         login_rate_per_ip: 1000.try_into().expect("non-zero"),
         login_rate_per_user: 1000.try_into().expect("non-zero"),
+        register_rate_per_ip: 1000.try_into().expect("non-zero"),
         trusted_proxies: users_service::config::parse_cidrs(
             "TRUSTED_PROXY_CIDRS",
             "127.0.0.0/8,::1/128",
@@ -337,6 +340,7 @@ pub fn claims_for(user: &TestUser, role: Role, iat: i64, ttl_secs: i64) -> Claim
         iss: common::auth::DEFAULT_ISSUER.to_owned(),
         aud: common::auth::DEFAULT_AUDIENCE.to_owned(),
         jti: Uuid::new_v4(),
+        sid: None,
     }
 }
 

@@ -1,9 +1,9 @@
 //! `POST /login`: credentials, identical failures, and rate limiting.
 
-use reqwest::StatusCode;
+use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, Backend, TestApp};
 
 async fn the_right_password_returns_a_bearer_token_pair(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -56,6 +56,60 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401(backend: Backend)
     };
     assert_eq!(strip(wrong_password.clone()), strip(unknown_user));
     assert_eq!(strip(wrong_password), strip(malformed));
+}
+
+/// Status, headers (but `Date`) and body bytes of a login sent with a fixed request id.
+async fn login_answer(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+) -> (u16, Vec<String>, Vec<u8>) {
+    let response = app
+        .client
+        .post(app.url("/login"))
+        .header("x-request-id", "same-request-id")
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let mut headers: Vec<String> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != header::DATE)
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    headers.sort();
+    let body = response.bytes().await.expect("body").to_vec();
+    (status, headers, body)
+}
+
+async fn a_disabled_account_with_the_right_password_gets_the_wrong_password_answer(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.register_admin().await;
+    let admin_token = app.login_user(&admin).await.access;
+    let user = app.register_user().await;
+    let disabled = app
+        .patch_user(
+            &admin_token,
+            &user.id.to_string(),
+            &json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+
+    let wrong_password = login_answer(&app, &user.username, "not the password").await;
+    let right_password = login_answer(&app, &user.username, &user.password).await;
+    assert_eq!(wrong_password.0, StatusCode::UNAUTHORIZED.as_u16());
+    assert_eq!(
+        right_password,
+        wrong_password,
+        "right password:\n{}\nwrong password:\n{}",
+        String::from_utf8_lossy(&right_password.2),
+        String::from_utf8_lossy(&wrong_password.2)
+    );
 }
 
 async fn an_unknown_field_in_a_login_returns_422(backend: Backend) {
@@ -174,6 +228,7 @@ testkit::on_both_databases!(
     the_right_password_returns_a_bearer_token_pair,
     the_username_matches_in_any_letter_case,
     a_wrong_password_and_an_unknown_user_get_the_same_401,
+    a_disabled_account_with_the_right_password_gets_the_wrong_password_answer,
     an_unknown_field_in_a_login_returns_422,
     logins_beyond_the_per_username_quota_get_429_with_retry_after,
     logins_beyond_the_per_ip_quota_get_429,

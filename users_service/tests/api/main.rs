@@ -14,4 +14,5 @@ mod ops;
 mod refresh_tokens;
 mod register;
 mod replicas;
+mod revocations;
 mod shedding;

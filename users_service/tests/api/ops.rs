@@ -41,6 +41,19 @@ async fn an_unknown_route_is_a_problem_404(backend: Backend) {
     assert_problem(app.get("/no/such/route").await, StatusCode::NOT_FOUND).await;
 }
 
+async fn a_method_a_route_does_not_take_is_a_problem_405_with_allow(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .client
+        .delete(app.url("/login"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["allow"], "POST");
+    let body = assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_eq!(body["type"], "/problems/method-not-allowed");
+}
+
 async fn readiness_and_liveness_answer_200(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
@@ -125,6 +138,7 @@ async fn metrics_are_labelled_with_service_and_instance(backend: Backend) {
 testkit::on_both_databases!(
     every_response_names_the_instance_and_the_request,
     an_unknown_route_is_a_problem_404,
+    a_method_a_route_does_not_take_is_a_problem_405_with_allow,
     readiness_and_liveness_answer_200,
     readiness_fails_when_the_database_is_gone,
     the_openapi_document_is_generated_for_every_endpoint,

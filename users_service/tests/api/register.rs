@@ -3,7 +3,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, problem_detail, spawn_app, unique_name, Backend};
+use crate::helpers::{
+    assert_problem, problem_detail, spawn_app, spawn_app_with, unique_name, Backend,
+};
 
 async fn registering_with_valid_data_returns_201_and_the_profile(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -76,6 +78,50 @@ async fn a_taken_email_returns_409(backend: Backend) {
         .await;
     let detail = problem_detail(response, StatusCode::CONFLICT).await;
     assert!(detail.contains("email"), "{detail}");
+}
+
+async fn a_taken_username_or_email_costs_no_password_hash(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.register_user().await;
+    let hashes = app.metric("users_argon2_seconds_count", None).await;
+    for (username, email) in [
+        (user.username.clone(), "other@example.com".to_owned()),
+        (unique_name("other"), user.email.clone()),
+    ] {
+        let response = app.register(&username, &email, "password123").await;
+        assert_problem(response, StatusCode::CONFLICT).await;
+    }
+    assert_eq!(
+        app.metric("users_argon2_seconds_count", None).await,
+        hashes,
+        "a refused registration ran a password hash"
+    );
+}
+
+async fn registrations_beyond_the_per_address_quota_get_429_before_hashing(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.register_rate_per_ip = 2.try_into().expect("non-zero");
+    })
+    .await;
+    app.register_user().await;
+    app.register_user().await;
+    let hashes = app.metric("users_argon2_seconds_count", None).await;
+    let name = unique_name("third");
+    let response = app
+        .register(&name, &format!("{name}@example.com"), "password123")
+        .await;
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.metric("users_argon2_seconds_count", None).await, hashes);
+    assert_eq!(
+        app.login("someone", "password123").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "logins keep their own quota"
+    );
 }
 
 async fn every_invalid_field_returns_422_naming_the_field(backend: Backend) {
@@ -163,6 +209,8 @@ testkit::on_both_databases!(
     the_password_is_stored_only_as_an_argon2id_hash,
     a_taken_username_in_any_letter_case_returns_409,
     a_taken_email_returns_409,
+    a_taken_username_or_email_costs_no_password_hash,
+    registrations_beyond_the_per_address_quota_get_429_before_hashing,
     every_invalid_field_returns_422_naming_the_field,
     an_unknown_field_returns_422_naming_it,
     a_missing_field_returns_422_naming_it,

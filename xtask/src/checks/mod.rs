@@ -4,6 +4,7 @@ use anyhow::Result;
 
 pub mod compose;
 pub mod monitoring;
+pub mod openapi;
 pub mod traefik;
 
 /// A configuration check: its name, and the function that runs it.
@@ -15,5 +16,6 @@ pub fn all() -> Vec<Check> {
     checks.extend(traefik::checks());
     checks.extend(monitoring::checks());
     checks.extend(compose::checks());
+    checks.extend(openapi::checks());
     checks
 }

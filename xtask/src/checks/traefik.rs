@@ -14,9 +14,10 @@ use serde_json::Value;
 use crate::stack::{self, Ports, Stack, StackOptions};
 
 /// Routers the dynamic configuration must define.
-const EXPECTED_ROUTERS: [&str; 8] = [
-    "internal-metrics-hidden",
+const EXPECTED_ROUTERS: [&str; 9] = [
+    "internal-endpoints-hidden",
     "users-admin",
+    "users-admin-closed",
     "users-authenticated",
     "users-anonymous",
     "images",

@@ -71,6 +71,8 @@ fn url_table(ports: &Ports) -> String {
 }
 
 pub fn up(args: UpArgs) -> Result<()> {
+    // Before the minutes of installing and building.
+    super::admin::AdminNetworks::from_env()?;
     let root = tools::root();
     step("checking tools: Traefik, nginx, Prometheus");
     ensure_tools()?;
