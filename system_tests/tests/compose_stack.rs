@@ -12,7 +12,6 @@
 mod gateway_support;
 
 use std::{
-    collections::BTreeMap,
     process::{Command, ExitCode},
     time::{Duration, Instant},
 };
