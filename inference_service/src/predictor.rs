@@ -152,9 +152,10 @@ impl Predictor {
         &self.pool
     }
 
-    /// Scores an encoded image.
+    /// Scores an encoded image in the place `reservation` holds (given back at once when the
+    /// cache knows the answer).
     #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
-    pub async fn predict(&self, bytes: Bytes) -> Result<Prediction> {
+    pub async fn predict(&self, bytes: Bytes, reservation: Reservation) -> Result<Prediction> {
         let started = Instant::now();
         let model = self.model()?;
         // Refused files (too large, not an image, truncated) are neither hashed nor cached.
@@ -167,7 +168,6 @@ impl Predictor {
         let score = match self.cached(&key) {
             Some(score) => score,
             None => {
-                let reservation = self.pool.reserve().map_err(|_| Error::Busy)?;
                 let score = self
                     .run(reservation, model.clone(), bytes, kind, None)
                     .await?;

@@ -134,6 +134,9 @@ async fn predict_upload(
     request: Request,
 ) -> Result<Json<PredictionBody>> {
     state.predictor.model()?;
+    // A place in the pool before the body is read, as for a stored image before its fetch: a
+    // saturated service answers 503 at once instead of first reading an upload it cannot score.
+    let reservation = state.predictor.pool().reserve().map_err(|_| Error::Busy)?;
     let limit = state.limits.max_upload_bytes;
     let content_type = request
         .headers()
@@ -152,7 +155,7 @@ async fn predict_upload(
         Some(image) if image.starts_with("image/") => read_body(request.into_body(), limit).await?,
         Some(_) => return Err(Error::UnsupportedContentType),
     };
-    let prediction = state.predictor.predict(bytes).await?;
+    let prediction = state.predictor.predict(bytes, reservation).await?;
     Ok(Json(PredictionBody::new(None, prediction)))
 }
 

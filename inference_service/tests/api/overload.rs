@@ -59,3 +59,46 @@ async fn a_full_queue_answers_503_with_retry_after_and_the_service_recovers() {
     json_with(app.predict_raw(photo("chelsea.png")).await, StatusCode::OK).await;
     assert_eq!(app.predictor.pool().waiting(), 0);
 }
+
+#[tokio::test]
+async fn a_full_pool_answers_an_upload_503_before_reading_its_body() {
+    let app = TestApp::spawn_with(|s| {
+        s.pool.workers = 1;
+        s.pool.queue = 0;
+        s.cache_entries = 0;
+    })
+    .await;
+    let _held = app.predictor.pool().occupy_worker().await;
+    // The first kilobyte of a photo, and then nothing: the body never ends while the answer is
+    // awaited, so only an answer given without reading it can arrive.
+    let (more, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    more.send(Ok(photo("coffee.png")[..1024].to_vec()))
+        .await
+        .expect("the body is open");
+    let body = futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.client
+            .post(format!("{}/predict", app.address))
+            .bearer_auth(&app.token)
+            .header("content-type", "image/png")
+            .header("content-length", "100000")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    )
+    .await
+    .expect("answered while the body was still open")
+    .expect("response");
+    assert_eq!(
+        answer
+            .headers()
+            .get(reqwest::header::CONNECTION)
+            .and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the unread body closes the connection"
+    );
+    assert_problem(answer, StatusCode::SERVICE_UNAVAILABLE, "queue is full").await;
+    drop(more);
+}
