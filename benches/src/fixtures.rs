@@ -120,6 +120,25 @@ impl Http {
         ))
     }
 
+    /// GETs `url` with a bearer token and returns `(status, body)`, whatever the status.
+    pub fn get_json(&self, url: &str, token: &str) -> Result<(u16, Value)> {
+        let response = match self
+            .agent
+            .get(url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+        {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+        };
+        let status = response.status();
+        let text = response.into_string()?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     /// POSTs raw bytes with a content type, returning `(status, body)`.
     pub fn post_bytes(
         &self,

@@ -1,9 +1,18 @@
-//! Inference: images/s and latency of `POST /predict` through the gateway at concurrency 1, 2
-//! and 8; the model's forward time in tract (the service's own `inference_seconds` histogram)
-//! against ONNX Runtime (PyPI `onnxruntime`) on the same ONNX file with the same thread count;
-//! model load time and resident memory of inference_service.
+//! Inference: every engine × precision the service can run, each on a stack of its own, and ONNX
+//! Runtime from Python (PyPI `onnxruntime`) on the same model files in the same run.
+//!
+//! Per configuration: images/s and latency of `POST /predict` through the gateway at concurrency
+//! 1, 2 and 8, the forward time inside the service (`inference_seconds`, c=1), model load time and
+//! resident memory. From Python: forward time at batch 1 and 8 with 1 and 2 threads, whose best
+//! images/s is what this machine can get out of ONNX Runtime. The goals of the report:
+//! tract's images/s at c=8 against its ceiling (cores ÷ one-thread forward time), ONNX Runtime's
+//! against Python's best, and ONNX Runtime's forward time against Python's on one thread.
 
-use std::{collections::BTreeMap, process::Command};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -23,14 +32,16 @@ const PHOTO: &str = "inference_service/tests/fixtures/photos/rocket.jpg";
 const PHOTO_TYPE: &str = "image/jpeg";
 /// The side of the noise images used when every request needs an image of its own.
 const IMAGE_SIDE: u32 = 384;
-/// Forward passes ONNX Runtime times after one warm-up.
+/// Forward passes ONNX Runtime times per batch-1 setting after one warm-up (a quarter of them,
+/// at least 3, for batch 8).
 const ORT_RUNS: u32 = 20;
-/// Threads per model run: the service default (`INFERENCE_THREADS`), used for both runtimes.
+/// The service's defaults (`INFERENCE_WORKERS`, `INFERENCE_THREADS`), measured as shipped.
+const WORKERS: u32 = 2;
 const THREADS: u32 = 1;
-
-fn scenario(concurrency: u32) -> String {
-    format!("POST /predict via Traefik, c={concurrency}")
-}
+/// The goals the report checks (issue figures, as ratios measured in this run).
+const TRACT_OF_CEILING: f64 = 0.9;
+const ORT_OF_PYTHON_BEST: f64 = 0.8;
+const ORT_FORWARD_OF_PYTHON: f64 = 1.1;
 
 /// Requests per run at each concurrency: enough for a median and a rough p99 within the budget.
 fn requests_for(concurrency: u32) -> u64 {
@@ -41,45 +52,126 @@ fn requests_for(concurrency: u32) -> u64 {
     }
 }
 
-/// What the service told about itself before the runs.
-struct Before {
-    pid: u32,
-    steady: machine::Memory,
-    load_seconds: f64,
+/// An engine and a model folder, measured together on a stack of their own.
+struct Config {
+    engine: &'static str,
+    precision: &'static str,
+    model_dir: PathBuf,
 }
 
-pub fn run(bench: &Bench, live: &Live) -> Result<PartReport> {
-    let mut part = super::new_part(Part::Inference, "Inference: POST /predict and the model");
-    let port = live.ports().inference;
-    let pid = super::pid_of(port)?;
-    let before = Before {
-        pid,
-        steady: machine::memory(pid)?,
-        load_seconds: live.metrics(port)?.sum("inference_model_load_seconds", &[]),
-    };
+impl Config {
+    fn name(&self) -> String {
+        format!("{} {}", self.engine, self.precision)
+    }
+}
+
+/// Every engine on the fp32 model, and on the int8 model when one is installed (`cargo xtask
+/// model --int8` installs it only when it passes its accuracy gate).
+fn configs(bench: &Bench, part: &mut PartReport) -> Vec<Config> {
+    let mut configs = Vec::new();
+    let int8 = tools::root().join(xtask::model::INT8_DIR);
+    let mut models = vec![("fp32", bench.model_dir.clone())];
+    if int8.join("manifest.json").is_file() {
+        models.push(("int8", int8));
+    } else {
+        part.note(format!(
+            "No int8 rows: there is no int8 model in `{}` (`cargo xtask model --int8` installs one \
+             only when it passes its accuracy gate against fp32).",
+            xtask::model::INT8_DIR
+        ));
+    }
+    for (precision, model_dir) in models {
+        for engine in ["tract", "onnxruntime"] {
+            configs.push(Config {
+                engine,
+                precision,
+                model_dir: model_dir.clone(),
+            });
+        }
+    }
+    configs
+}
+
+/// What one configuration's stack measured.
+struct Measured {
+    loads: Vec<LoadResult>,
+    forward: Histogram,
+    load_seconds: f64,
+    steady: machine::Memory,
+    after: machine::Memory,
+}
+
+pub fn run(bench: &Bench) -> Result<PartReport> {
+    let mut part = super::new_part(
+        Part::Inference,
+        "Inference: POST /predict on every engine × precision, and ONNX Runtime from Python",
+    );
+    let configs = configs(bench, &mut part);
+    let mut python = BTreeMap::new();
+    for config in &configs {
+        if !python.contains_key(config.precision) {
+            let result = onnx_runtime(bench, &config.model_dir, config.precision)?;
+            python_figures(&mut part, config.precision, &result);
+            python.insert(config.precision, result);
+        }
+    }
     let photo_bytes =
         std::fs::read(tools::root().join(PHOTO)).with_context(|| format!("reading {PHOTO}"))?;
-    let distinct = repeats_hit_the_cache(live, &photo_bytes)?;
-    let (loads, forward) = measure_loads(bench, live, distinct)?;
-    let after = machine::memory(before.pid)?;
-    let ort = onnx_runtime(bench)?;
+    let mut distinct_any = false;
+    for config in &configs {
+        super::step(format!(
+            "inference on {} ({}): a stack of its own",
+            config.name(),
+            config.model_dir.display()
+        ));
+        let (measured, distinct) = measure(bench, config, &photo_bytes)?;
+        distinct_any |= distinct;
+        let ort = &python[config.precision];
+        config_figures(&mut part, config, &measured);
+        goals(&mut part, bench, config, &measured, ort);
+        part.loads.extend(measured.loads);
+    }
+    notes(&mut part, distinct_any, photo_bytes.len());
+    Ok(part)
+}
 
-    let tract_mean = forward.mean() * 1000.0;
-    let ort_mean = stats::median(ort.forward_ms.iter().copied());
-    model_figures(&mut part, &forward, &ort, before.load_seconds);
-    memory_figures(&mut part, &before.steady, &after);
-    for load in &loads {
-        part.figure(
-            &format!("images/s at c={}", load.concurrency),
-            load.median.ok_per_sec,
-            "1/s",
-            "2xx/s, median of runs",
+/// Starts a stack serving `config`, checks `GET /model` names its engine and precision, and
+/// measures it.
+fn measure(bench: &Bench, config: &Config, photo_bytes: &[u8]) -> Result<(Measured, bool)> {
+    let mut overrides = super::base_overrides();
+    overrides.entry("inference".into()).or_default().extend([
+        ("INFERENCE_ENGINE".to_owned(), config.engine.to_owned()),
+        ("INFERENCE_WORKERS".to_owned(), WORKERS.to_string()),
+        ("INFERENCE_THREADS".to_owned(), THREADS.to_string()),
+    ]);
+    let live = bench.start_stack_serving(overrides, &config.model_dir)?;
+    let (status, model) = live
+        .http
+        .get_json(&live.http.url("inference", "/model"), &live.token)?;
+    if status != 200 || model["engine"] != config.engine || model["precision"] != config.precision {
+        bail!(
+            "GET /model answered {status}: {model}, expected engine {} and precision {}",
+            config.engine,
+            config.precision
         );
     }
-    comparisons(&mut part, bench, &loads, tract_mean, ort_mean);
-    part.loads = loads;
-    notes(&mut part, distinct, photo_bytes.len());
-    Ok(part)
+    let port = live.ports().inference;
+    let pid = super::pid_of(port)?;
+    let steady = machine::memory(pid)?;
+    let load_seconds = live.metrics(port)?.sum("inference_model_load_seconds", &[]);
+    let distinct = repeats_hit_the_cache(&live, photo_bytes)?;
+    let (loads, forward) = measure_loads(bench, &live, config, distinct)?;
+    let after = machine::memory(pid)?;
+    Ok((
+        Measured {
+            loads,
+            forward,
+            load_seconds,
+            steady,
+            after,
+        },
+        distinct,
+    ))
 }
 
 /// Sends the photo twice and says whether the second answer came from the prediction cache.
@@ -119,6 +211,7 @@ fn repeats_hit_the_cache(live: &Live, photo_bytes: &[u8]) -> Result<bool> {
 fn measure_loads(
     bench: &Bench,
     live: &Live,
+    config: &Config,
     distinct: bool,
 ) -> Result<(Vec<LoadResult>, Histogram)> {
     let port = live.ports().inference;
@@ -127,10 +220,14 @@ fn measure_loads(
     let mut forward = None;
     for concurrency in [1u32, 2, 8] {
         let before = live.metrics(port)?;
+        let name = format!(
+            "POST /predict via Traefik, c={concurrency}, {}",
+            config.name()
+        );
         let result = if distinct {
-            distinct_load(bench, live, concurrency, &mut seed)?
+            distinct_load(bench, live, &name, concurrency, &mut seed)?
         } else {
-            photo_load(bench, live, concurrency)?
+            photo_load(bench, live, &name, concurrency)?
         };
         if concurrency == 1 {
             forward = Some(histogram_delta(
@@ -149,10 +246,10 @@ fn measure_loads(
 fn distinct_load(
     bench: &Bench,
     live: &Live,
+    name: &str,
     concurrency: u32,
     seed: &mut u64,
 ) -> Result<LoadResult> {
-    let name = scenario(concurrency);
     let mut runs = Vec::new();
     for run in 1..=bench.runs {
         let mut images = Vec::new();
@@ -163,11 +260,11 @@ fn distinct_load(
             images.push(path);
         }
         let stats = distinct_requests(bench, live, &images, concurrency)?;
-        super::progress(&name, run, bench.runs, &stats);
+        super::progress(name, run, bench.runs, &stats);
         runs.push(stats);
     }
     Ok(LoadResult {
-        scenario: name,
+        scenario: name.to_owned(),
         concurrency,
         median: oha::median_stats(&runs),
         runs,
@@ -175,9 +272,9 @@ fn distinct_load(
 }
 
 /// The same photo in every request, `oha -c concurrency`.
-fn photo_load(bench: &Bench, live: &Live, concurrency: u32) -> Result<LoadResult> {
+fn photo_load(bench: &Bench, live: &Live, name: &str, concurrency: u32) -> Result<LoadResult> {
     bench.measure(
-        &scenario(concurrency),
+        name,
         &Load::post(
             live.web("/predict"),
             &tools::root().join(PHOTO),
@@ -190,107 +287,123 @@ fn photo_load(bench: &Bench, live: &Live, concurrency: u32) -> Result<LoadResult
     )
 }
 
-/// Forward and load times of tract in the service and of ONNX Runtime.
-fn model_figures(part: &mut PartReport, forward: &Histogram, ort: &OrtResult, load_seconds: f64) {
+/// Forward, load, memory and images/s of one configuration in the service.
+fn config_figures(part: &mut PartReport, config: &Config, m: &Measured) {
+    let name = config.name();
     part.figure(
-        "tract forward, batch 1, mean",
-        forward.mean() * 1000.0,
-        "ms",
-        &format!("`inference_seconds` over {} requests at c=1", forward.count),
-    );
-    part.figure(
-        "tract forward, batch 1, p50",
-        forward.quantile(0.5) * 1000.0,
-        "ms",
-        "bucket-interpolated from `inference_seconds`",
-    );
-    part.figure(
-        "tract forward, batch 1, p99",
-        forward.quantile(0.99) * 1000.0,
-        "ms",
-        "bucket-interpolated from `inference_seconds`",
-    );
-    part.figure(
-        "ONNX Runtime forward, batch 1, median",
-        stats::median(ort.forward_ms.iter().copied()),
+        &format!("{name}: forward in the service, batch 1, mean"),
+        m.forward.mean() * 1000.0,
         "ms",
         &format!(
-            "onnxruntime {} CPU, {THREADS} thread(s), {ORT_RUNS} runs after a warm-up",
-            ort.version
+            "`inference_seconds` over {} requests at c=1, {THREADS} thread(s)",
+            m.forward.count
         ),
     );
     part.figure(
-        "ONNX Runtime session load",
-        ort.load_seconds * 1000.0,
+        &format!("{name}: forward in the service, p99"),
+        m.forward.quantile(0.99) * 1000.0,
         "ms",
-        "InferenceSession()",
+        "bucket-interpolated from `inference_seconds`",
     );
     part.figure(
-        "model load in the service",
-        load_seconds * 1000.0,
+        &format!("{name}: model load in the service"),
+        m.load_seconds * 1000.0,
         "ms",
-        "`inference_model_load_seconds`",
+        &format!("`inference_model_load_seconds`, {WORKERS} worker lanes"),
     );
-}
-
-/// Resident memory of inference_service before and after the runs.
-fn memory_figures(part: &mut PartReport, steady: &machine::Memory, after: &machine::Memory) {
+    for load in &m.loads {
+        part.figure(
+            &format!("{name}: images/s at c={}", load.concurrency),
+            load.median.ok_per_sec,
+            "1/s",
+            &format!("2xx/s, median of runs; p50 {:.0} ms", load.median.p50_ms),
+        );
+    }
     part.figure(
-        "inference_service RSS, model loaded, idle",
-        steady.rss_mib,
+        &format!("{name}: RSS, model loaded, idle"),
+        m.steady.rss_mib,
         "MiB",
         "VmRSS before the runs",
     );
     part.figure(
-        "inference_service RSS after the runs",
-        after.rss_mib,
-        "MiB",
-        "VmRSS",
-    );
-    part.figure(
-        "inference_service peak RSS",
-        after.peak_mib,
+        &format!("{name}: peak RSS"),
+        m.after.peak_mib,
         "MiB",
         "VmHWM since start (includes loading)",
     );
 }
 
-fn comparisons(
-    part: &mut PartReport,
-    bench: &Bench,
-    loads: &[LoadResult],
-    tract_mean: f64,
-    ort_mean: f64,
-) {
-    part.compare(
-        "tract forward (service) mean",
-        tract_mean,
-        "ONNX Runtime forward median",
-        ort_mean,
-        "ms",
-        "above 1: tract is slower than ONNX Runtime on the same file and threads",
-    );
-    part.compare(
-        "`POST /predict` p50 at c=1",
-        loads[0].median.p50_ms,
-        "tract forward mean",
-        tract_mean,
-        "ms",
-        "request latency in forward passes (decode, resize, auth, gateway on top)",
-    );
-    if let (Some(c8), Some(c1)) = (loads.iter().find(|l| l.concurrency == 8), loads.first()) {
-        part.compare(
-            "images/s at c=8",
-            c8.median.ok_per_sec,
-            "images/s at c=1",
-            c1.median.ok_per_sec,
-            "1/s",
+/// ONNX Runtime from Python: forward time and images/s of each batch × threads setting.
+fn python_figures(part: &mut PartReport, precision: &str, ort: &OrtResult) {
+    for row in &ort.rows {
+        let ms = row.median_ms();
+        part.figure(
             &format!(
-                "scaling with concurrency ({} workers by default, {} cores)",
-                2, bench.cores
+                "ONNX Runtime (Python) {precision}: batch {}, {} thread(s)",
+                row.batch, row.threads
+            ),
+            ms,
+            "ms",
+            &format!(
+                "median of {} passes, {:.2} images/s; onnxruntime {}, session load {:.0} ms",
+                row.forward_ms.len(),
+                row.images_per_sec(),
+                ort.version,
+                row.load_seconds * 1000.0
             ),
         );
     }
+}
+
+/// The issue's goals for one configuration, as ratios against baselines of this run.
+fn goals(part: &mut PartReport, bench: &Bench, config: &Config, m: &Measured, ort: &OrtResult) {
+    let name = config.name();
+    let forward_ms = m.forward.mean() * 1000.0;
+    let c8 = m
+        .loads
+        .iter()
+        .find(|l| l.concurrency == 8)
+        .map_or(0.0, |l| l.median.ok_per_sec);
+    let one_thread = ort.row(THREADS, 1).map_or(f64::NAN, OrtRow::median_ms);
+    if config.engine == "tract" {
+        let ceiling = bench.cores as f64 * 1000.0 / forward_ms;
+        part.compare(
+            &format!("{name}: images/s at c=8"),
+            c8,
+            "the engine's ceiling: cores ÷ one-thread forward",
+            ceiling,
+            "1/s",
+            &format!("goal ≥ {TRACT_OF_CEILING}: the service around the model wastes nothing"),
+        );
+    } else {
+        let best = ort.best();
+        part.compare(
+            &format!("{name}: images/s at c=8"),
+            c8,
+            &format!(
+                "ONNX Runtime (Python) best: batch {}, {} thread(s)",
+                best.batch, best.threads
+            ),
+            best.images_per_sec(),
+            "1/s",
+            &format!("goal ≥ {ORT_OF_PYTHON_BEST}"),
+        );
+    }
+    part.compare(
+        &format!("{name}: forward in the service"),
+        forward_ms,
+        &format!(
+            "ONNX Runtime (Python) {}: batch 1, {THREADS} thread(s)",
+            config.precision
+        ),
+        one_thread,
+        "ms",
+        &if config.engine == "onnxruntime" {
+            format!("goal ≤ {ORT_FORWARD_OF_PYTHON}: the same library, called from Rust")
+        } else {
+            "above 1: tract is slower than ONNX Runtime on the same file and threads".to_owned()
+        },
+    );
 }
 
 fn notes(part: &mut PartReport, distinct: bool, photo_len: usize) {
@@ -307,9 +420,10 @@ fn notes(part: &mut PartReport, distinct: bool, photo_len: usize) {
         ));
     }
     part.note(format!(
-        "Forward times are for the model alone: tract inside the service (`inference_seconds` times \
-         only the forward pass), ONNX Runtime in Python on a random input of the model's shape; both \
-         with {THREADS} thread(s). The service runs `INFERENCE_WORKERS` = 2 forwards at once by default."
+        "Each configuration runs on a stack of its own with the service's defaults, \
+         `INFERENCE_WORKERS={WORKERS}` × `INFERENCE_THREADS={THREADS}`. Forward times are for the \
+         model alone: in the service `inference_seconds` times only the forward pass; ONNX Runtime \
+         in Python runs on a random input of the model's shape."
     ));
 }
 
@@ -368,66 +482,104 @@ fn distinct_requests(
 #[derive(Debug, Deserialize)]
 struct OrtResult {
     version: String,
+    rows: Vec<OrtRow>,
+}
+
+/// One batch × threads setting of ONNX Runtime in Python.
+#[derive(Debug, Deserialize)]
+struct OrtRow {
+    threads: u32,
+    batch: u32,
     load_seconds: f64,
     forward_ms: Vec<f64>,
 }
 
-/// Times the model's forward pass in ONNX Runtime (in the project virtualenv).
+impl OrtRow {
+    fn median_ms(&self) -> f64 {
+        stats::median(self.forward_ms.iter().copied())
+    }
+
+    fn images_per_sec(&self) -> f64 {
+        f64::from(self.batch) * 1000.0 / self.median_ms()
+    }
+}
+
+impl OrtResult {
+    fn row(&self, threads: u32, batch: u32) -> Option<&OrtRow> {
+        self.rows
+            .iter()
+            .find(|r| r.threads == threads && r.batch == batch)
+    }
+
+    /// The setting with the most images/s.
+    fn best(&self) -> &OrtRow {
+        self.rows
+            .iter()
+            .max_by(|a, b| a.images_per_sec().total_cmp(&b.images_per_sec()))
+            .expect("the script measures at least one setting")
+    }
+}
+
+/// Times the model's forward pass in ONNX Runtime (in the project virtualenv) at batch 1 and 8
+/// with 1 and 2 intra-op threads.
 const ORT_SCRIPT: &str = r#"
 import json, sys, time
 import numpy as np
 import onnxruntime as ort
 
-model, manifest, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, manifest, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 size = json.load(open(manifest))["input"]
-options = ort.SessionOptions()
-options.intra_op_num_threads = threads
-options.inter_op_num_threads = 1
-options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-started = time.perf_counter()
-session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-load_seconds = time.perf_counter() - started
-spec = session.get_inputs()[0]
-named = {"height": size["height"], "width": size["width"]}
-shape = []
-for axis, dim in enumerate(spec.shape):
-    if isinstance(dim, int):
-        shape.append(dim)
-    else:
-        shape.append(1 if axis == 0 else 3 if axis == 1 else size["height"] if axis == 2 else size["width"])
-x = np.random.default_rng(0).random(shape, dtype=np.float32)
-session.run(None, {spec.name: x})
-times = []
-for _ in range(runs):
-    t = time.perf_counter()
-    session.run(None, {spec.name: x})
-    times.append((time.perf_counter() - t) * 1000.0)
-print(json.dumps({"version": ort.__version__, "load_seconds": load_seconds, "forward_ms": times, "shape": shape}))
+rows = []
+for threads in (1, 2):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    started = time.perf_counter()
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    load_seconds = time.perf_counter() - started
+    name = session.get_inputs()[0].name
+    for batch in (1, 8):
+        x = np.random.default_rng(0).random((batch, 3, size["height"], size["width"]), dtype=np.float32)
+        session.run(None, {name: x})
+        times = []
+        for _ in range(runs if batch == 1 else max(3, runs // 4)):
+            t = time.perf_counter()
+            session.run(None, {name: x})
+            times.append((time.perf_counter() - t) * 1000.0)
+        rows.append({"threads": threads, "batch": batch, "load_seconds": load_seconds, "forward_ms": times})
+print(json.dumps({"version": ort.__version__, "rows": rows}))
 "#;
 
-fn onnx_runtime(bench: &Bench) -> Result<OrtResult> {
+fn onnx_runtime(bench: &Bench, model_dir: &Path, precision: &str) -> Result<OrtResult> {
     // The same pinned onnxruntime the model converter checks its output with.
     xtask::model::ensure_python()?;
     let script = bench.scratch("ort_forward.py");
     std::fs::write(&script, ORT_SCRIPT)?;
     super::step(format!(
-        "ONNX Runtime: {ORT_RUNS} forward passes with {THREADS} thread(s)"
+        "ONNX Runtime from Python on the {precision} model: batch 1 and 8, 1 and 2 threads"
     ));
     let out = tools::output(
         Command::new(tools::venv_bin("python")?)
             .arg(&script)
-            .arg(bench.model_dir.join("model.onnx"))
-            .arg(bench.model_dir.join("manifest.json"))
-            .arg(THREADS.to_string())
-            .arg(ORT_RUNS.to_string())
-            .envs(BTreeMap::from([("OMP_NUM_THREADS", THREADS.to_string())])),
+            .arg(model_dir.join("model.onnx"))
+            .arg(model_dir.join("manifest.json"))
+            .arg(ORT_RUNS.to_string()),
     )?;
     let result: OrtResult = serde_json::from_str(out.trim())
         .with_context(|| format!("reading the ONNX Runtime result: {out}"))?;
-    eprintln!(
-        "    ONNX Runtime {}: median forward {:.1} ms",
-        result.version,
-        stats::median(result.forward_ms.iter().copied())
-    );
+    if result.rows.is_empty() {
+        bail!("the ONNX Runtime script measured nothing: {out}");
+    }
+    for row in &result.rows {
+        eprintln!(
+            "    ONNX Runtime {} {precision}, batch {}, {} thread(s): median forward {:.1} ms, {:.2} images/s",
+            result.version,
+            row.batch,
+            row.threads,
+            row.median_ms(),
+            row.images_per_sec()
+        );
+    }
     Ok(result)
 }

@@ -11,7 +11,7 @@
 //! | `users` | login p50/p99 and logins/s per core, `GET /me` at c=32 | the service's own argon2 time (`users_argon2_seconds`) |
 //! | `images` | MB/s of 5 MiB uploads at c=8 via the gateway, peak RSS | the same uploads straight to images_service; writing the bytes to the same disk |
 //! | `download` | `GET /images/{id}` of a 10 KB image at c=32, direct and via the gateway | `GET /me` direct; Traefik → nginx; nginx serving the file; the replaced service |
-//! | `inference` | images/s and latency at c=1, 2, 8; forward time; load time; RSS | ONNX Runtime on the same file, same threads |
+//! | `inference` | per engine × precision: images/s and latency at c=1, 2, 8; forward time; load time; RSS | ONNX Runtime from Python on the same files: batch 1/8 × 1/2 threads; tract's ceiling (cores ÷ one-thread forward) |
 //! | `cold-start` | process start → `/readyz` 200 per service | — |
 //! | `failover` | share of a login storm answered by the backup, share failed | — |
 
@@ -187,13 +187,31 @@ impl Bench {
         overrides: BTreeMap<String, BTreeMap<String, String>>,
         with_inference: bool,
     ) -> Result<Live> {
+        self.launch(overrides, with_inference, &self.model_dir)
+    }
+
+    /// The whole stack, its inference_service serving the model in `model_dir`.
+    fn start_stack_serving(
+        &self,
+        overrides: BTreeMap<String, BTreeMap<String, String>>,
+        model_dir: &Path,
+    ) -> Result<Live> {
+        self.launch(overrides, true, model_dir)
+    }
+
+    fn launch(
+        &self,
+        overrides: BTreeMap<String, BTreeMap<String, String>>,
+        with_inference: bool,
+        model_dir: &Path,
+    ) -> Result<Live> {
         let data = tempfile::Builder::new()
             .prefix("forgettable-bench-")
             .tempdir()?;
         let opts = StackOptions {
             data_dir: data.path().to_path_buf(),
             bin_dir: self.bin_dir.clone(),
-            model_dir: self.model_dir.clone(),
+            model_dir: model_dir.to_path_buf(),
             ports: Ports::free()?,
             env_overrides: overrides,
             with_prometheus: false,
@@ -383,20 +401,18 @@ impl Output {
     }
 }
 
-/// The parts measured on one shared stack (all but failover and profile).
+/// The parts measured on one shared stack (all but inference, failover and profile).
 fn run_on_main_stack(bench: &Bench, parts: &[Part], out: &mut Output) -> Result<()> {
     let on_main_stack: Vec<Part> = parts
         .iter()
         .copied()
-        .filter(|p| *p < Part::Failover)
+        .filter(|p| *p < Part::Failover && *p != Part::Inference)
         .collect();
     if on_main_stack.is_empty() {
         return Ok(());
     }
     step("starting the native stack for the measurements");
-    let needs_model = on_main_stack
-        .iter()
-        .any(|p| matches!(p, Part::Inference | Part::ColdStart))
+    let needs_model = on_main_stack.iter().any(|p| matches!(p, Part::ColdStart))
         || parts.contains(&Part::Profile);
     let live = bench.start_stack(base_overrides(), needs_model)?;
     let mut me_at_32 = None;
@@ -411,9 +427,8 @@ fn run_on_main_stack(bench: &Bench, parts: &[Part], out: &mut Output) -> Result<
             Part::Users => users::run(bench, &live, me_at_32.clone())?,
             Part::Images => images::run(bench, &live)?,
             Part::Download => download::run(bench, &live)?,
-            Part::Inference => inference::run(bench, &live)?,
             Part::ColdStart => cold_start::run(bench, &live)?,
-            Part::Failover | Part::Profile => unreachable!("filtered above"),
+            Part::Inference | Part::Failover | Part::Profile => unreachable!("filtered above"),
         };
         out.save(part, result)?;
     }
@@ -447,6 +462,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     run_on_main_stack(&bench, &parts, &mut out)?;
+    if parts.contains(&Part::Inference) {
+        step("part inference (a stack of its own per engine × precision)");
+        out.save(Part::Inference, inference::run(&bench)?)?;
+    }
     if parts.contains(&Part::Failover) {
         step("part failover (its own stack: replicas with a small MAX_IN_FLIGHT)");
         out.save(Part::Failover, failover::run(&bench)?)?;

@@ -451,7 +451,10 @@ impl Engine {
             format!("{licence}\n"),
         )?;
         // Where the `converted` stage puts the onnxruntime wheel's library (ORT_DYLIB_PATH).
-        staged.add(&venv_onnxruntime()?, "onnxruntime/libonnxruntime.so")?;
+        staged.add(
+            &crate::model::venv_onnxruntime()?,
+            "onnxruntime/libonnxruntime.so",
+        )?;
         tools::run(
             self.build(staged.path(), &root.join("deploy/local/model.Dockerfile"))
                 .args(["--tag", &image])
@@ -666,32 +669,6 @@ impl Staging {
         }
         Ok(())
     }
-}
-
-/// The `libonnxruntime.so.*` the converter's onnxruntime wheel installed into `./.venv`.
-fn venv_onnxruntime() -> Result<PathBuf> {
-    let lib = tools::venv()?.join("lib");
-    let mut found = Vec::new();
-    for python in fs::read_dir(&lib)? {
-        let capi = python?.path().join("site-packages/onnxruntime/capi");
-        let Ok(entries) = fs::read_dir(&capi) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name.is_some_and(|n| n.starts_with("libonnxruntime.so")) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found.pop().with_context(|| {
-        format!(
-            "no libonnxruntime.so* under {}/python3*/site-packages/onnxruntime/capi: run `cargo xtask model`",
-            lib.display()
-        )
-    })
 }
 
 fn services(config: &Value) -> Result<Vec<(String, Value)>> {

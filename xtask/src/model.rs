@@ -524,6 +524,35 @@ fn quantize(fp32_dir: &Path, int8_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The `libonnxruntime.so.*` the converter's onnxruntime wheel installed into `./.venv` (made by
+/// `cargo xtask model`; nothing is installed here).
+pub fn venv_onnxruntime() -> Result<PathBuf> {
+    let lib = tools::root().join(".venv/lib");
+    let mut found = Vec::new();
+    let pythons = fs::read_dir(&lib)
+        .with_context(|| format!("no {}: run `cargo xtask model`", lib.display()))?;
+    for python in pythons {
+        let capi = python?.path().join("site-packages/onnxruntime/capi");
+        let Ok(entries) = fs::read_dir(&capi) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with("libonnxruntime.so")) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found.pop().with_context(|| {
+        format!(
+            "no libonnxruntime.so* under {}/python3*/site-packages/onnxruntime/capi: run `cargo xtask model`",
+            lib.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

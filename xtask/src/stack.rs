@@ -248,15 +248,24 @@ pub fn native_processes(opts: &StackOptions) -> Result<Vec<ProcessSpec>> {
             ("JWKS_URL", jwks.clone()),
         ],
     ));
+    let mut inference = vec![
+        ("MODEL_DIR", path_str(&opts.model_dir)),
+        ("IMAGES_URL", loopback(ports.images)),
+        ("JWKS_URL", jwks),
+    ];
+    // For INFERENCE_ENGINE=onnxruntime: unset, the service looks for ONNX Runtime's library under
+    // ./.venv of its working folder, which here is the data folder; name the one `cargo xtask
+    // model` installed (a value of the caller's own is left alone).
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        if let Ok(library) = crate::model::venv_onnxruntime() {
+            inference.push(("ORT_DYLIB_PATH", path_str(&library)));
+        }
+    }
     specs.push(service(
         "inference",
         "inference_service",
         ports.inference,
-        vec![
-            ("MODEL_DIR", path_str(&opts.model_dir)),
-            ("IMAGES_URL", loopback(ports.images)),
-            ("JWKS_URL", jwks),
-        ],
+        inference,
     ));
     specs.push(ProcessSpec {
         name: "errors".into(),

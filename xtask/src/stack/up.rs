@@ -1,9 +1,14 @@
 //! `cargo xtask up`: install what is missing, build, start the whole suite natively, print where
 //! everything is, stream every process's log with its name, and stop cleanly on Ctrl-C/SIGTERM.
 
-use std::{collections::BTreeMap, sync::mpsc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::mpsc,
+    time::Duration,
+};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{ensure_tools, Ports, Stack, StackOptions, USERS_NAMES};
 use crate::tools::{self, step};
@@ -70,6 +75,31 @@ fn url_table(ports: &Ports) -> String {
         .collect()
 }
 
+/// The model folder inference_service serves: `MODEL_DIR` when set (relative to the workspace,
+/// e.g. `data/models/resmem-int8`), else the fp32 ResMem, converted when missing.
+fn model_dir(data_dir: &Path) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("MODEL_DIR") {
+        let dir = tools::root().join(dir);
+        step(format!(
+            "serving the model in {} (MODEL_DIR)",
+            dir.display()
+        ));
+        if !dir.join("manifest.json").is_file() {
+            bail!(
+                "MODEL_DIR={}: no manifest.json there (`cargo xtask model` makes \
+                 data/models/resmem, `cargo xtask model --int8` data/models/resmem-int8)",
+                dir.display()
+            );
+        }
+        return Ok(dir);
+    }
+    let dir = data_dir.join("models/resmem");
+    step("checking the model");
+    crate::model::ensure_model(&dir)
+        .context("preparing the model (`cargo xtask model` does this step on its own)")?;
+    Ok(dir)
+}
+
 pub fn up(args: UpArgs) -> Result<()> {
     // Before the minutes of installing and building.
     super::admin::AdminNetworks::from_env()?;
@@ -89,10 +119,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     }
 
     let data_dir = root.join("data");
-    let model_dir = data_dir.join("models/resmem");
-    step("checking the model");
-    crate::model::ensure_model(&model_dir)
-        .context("preparing the model (`cargo xtask model` does this step on its own)")?;
+    let model_dir = model_dir(&data_dir)?;
 
     let opts = StackOptions {
         data_dir,
