@@ -43,6 +43,14 @@ fn with_hash_times(
     };
     let before = scrape_all()?;
     let result = bench.measure(name, load)?;
+    // Every login must succeed: refused ones (a limiter) would be timed as fast logins.
+    if let Some(run) = result.runs.iter().find(|r| r.ok < r.answered + r.errors) {
+        anyhow::bail!(
+            "{name}: {} of {} logins succeeded; the benchmark measures successful logins only",
+            run.ok,
+            run.answered + run.errors
+        );
+    }
     let after = scrape_all()?;
     let mut hash = prom::Histogram::default();
     for (b, a) in before.iter().zip(&after) {
