@@ -163,6 +163,10 @@ fn session(library: &Library, model: &ModelSpec<'_>, threads: usize) -> anyhow::
         // share the cores.
         .with_intra_op_spinning(false)
         .map_err(ort_error)?
+        // At its info level ONNX Runtime logs a line per initializer it drops while optimising,
+        // thousands per ResMem load; its warnings and errors still reach the log.
+        .with_log_level(ort::logging::LogLevel::Warning)
+        .map_err(ort_error)?
         .commit_from_file(path)
         .map_err(ort_error)
         .with_context(|| format!("ONNX Runtime cannot load the model {}", path.display()))?;
