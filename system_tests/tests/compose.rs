@@ -576,6 +576,14 @@ fn compose_gives_each_service_every_variable_the_native_launcher_sets_pointing_a
     for spec in native() {
         let compose_env = compose.env(&spec.name);
         for (variable, native_value) in &spec.env {
+            if IMAGE_VARIABLES.contains(&variable.as_str()) {
+                assert!(
+                    read("Dockerfile").contains(&format!("{variable}=")),
+                    "{}: the native launcher sets {variable}; the image must set it for Compose",
+                    spec.name
+                );
+                continue;
+            }
             let Some(Some(compose_value)) = compose_env.get(variable) else {
                 panic!(
                     "{}: the native launcher sets {variable}, Compose does not",
@@ -639,6 +647,10 @@ fn compose_gives_each_service_every_variable_the_native_launcher_sets_pointing_a
         }
     }
 }
+
+/// Set by the image itself (`ENV` in the Dockerfile), where the file it names is: the native
+/// launcher sets it to the library in `./.venv`.
+const IMAGE_VARIABLES: [&str; 1] = ["ORT_DYLIB_PATH"];
 
 /// Traefik's variables for HTTPS, which only Compose and Swarm set: the native gateway is plain
 /// HTTP on loopback.
