@@ -12,6 +12,7 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: [`server::Application`] (bind, port, run until stopped) and graceful shutdown.
 //! - [`service`]: the [`service::Service`] trait and the `main` every service binary runs.
+//! - [`state`]: [`state::SharedState`], a service's parts behind one `Arc`, as axum clones it.
 //! - [`healthcheck`]: the `healthcheck` subcommand for container health checks.
 //! - `db` (feature `db`): connecting, migrating, readiness and named unique-constraint violations.
 //! - [`timestamp`]: the stored time unit (microseconds) and its RFC 3339 text.
@@ -34,6 +35,7 @@ pub mod pagination;
 pub mod problem;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod telemetry;
 pub mod timestamp;
 pub mod unread_body;

@@ -6,6 +6,7 @@
 //! - [`routes`]: the HTTP endpoints and their OpenAPI document.
 //! - [`domain`]: list cursors, ETag matching.
 //! - [`db`]: the `images` table (SQLite or PostgreSQL through `sqlx::AnyPool`).
+//! - [`recent_rows`]: rows read recently, so a repeated download asks the database nothing.
 //! - [`storage`]: blobs in an object store, written to a temporary key and committed.
 //! - [`upload_form`]: the upload's multipart/form-data body: its `file` field, read screened.
 //! - [`error`]: the service's error enum and its problem+json answers.
@@ -16,6 +17,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod recent_rows;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -14,7 +14,13 @@ use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    config::Settings, db, metrics::ImagesMetrics, routes, state::AppState, storage::BlobStore,
+    config::Settings,
+    db,
+    metrics::ImagesMetrics,
+    recent_rows::RecentRows,
+    routes,
+    state::{AppState, Shared},
+    storage::BlobStore,
 };
 
 /// A bound, ready images_service.
@@ -52,14 +58,15 @@ impl Application {
 
         let decoders = std::thread::available_parallelism().map_or(2, usize::from);
         let revocations = verifier.revocations().clone();
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: pool.clone(),
             store: store.clone(),
+            rows: RecentRows::default(),
             verifier,
             metrics: image_metrics,
             limits: settings.limits,
             decoders: Arc::new(Semaphore::new(decoders)),
-        };
+        });
         let ready = readiness(move || {
             let (pool, store, revocations) = (pool.clone(), store.clone(), revocations.clone());
             async move {

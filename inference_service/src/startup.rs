@@ -18,7 +18,7 @@ use crate::{
     model::{LoadedModel, Manifest, Parallelism, Runtime},
     predictor::{ModelState, Predictor},
     routes,
-    state::AppState,
+    state::{AppState, Shared},
 };
 
 /// A bound inference_service whose model is loading in the background.
@@ -57,12 +57,12 @@ impl Application {
         );
 
         let revocations = verifier.revocations().clone();
-        let state = AppState {
+        let state = AppState::new(Shared {
             predictor: predictor.clone(),
             images: ImagesClient::new(&settings.images_url, settings.limits.max_upload_bytes)?,
             verifier,
             limits: settings.limits,
-        };
+        });
         let ready = {
             let predictor = predictor.clone();
             readiness(move || {

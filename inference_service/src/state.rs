@@ -2,17 +2,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
-use common::{auth::TokenVerifier, config::ImageLimits};
+use common::{
+    auth::TokenVerifier,
+    config::ImageLimits,
+    state::{HoldsVerifier, SharedState},
+};
 
 use crate::{images::ImagesClient, predictor::Predictor};
 
-/// What every handler can reach, cheap to clone: `Arc`s and a client. `FromRef` lets a handler
-/// or extractor ask for one part alone (the shared `AuthUser` extractor takes the verifier).
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler can reach: [`Shared`] behind one `Arc`.
+pub type AppState = SharedState<Shared>;
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub predictor: Arc<Predictor>,
     pub images: ImagesClient,
     pub verifier: Arc<TokenVerifier>,
     pub limits: ImageLimits,
+}
+
+impl HoldsVerifier for Shared {
+    fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
+    }
 }

@@ -14,8 +14,15 @@ use sqlx::AnyPool;
 use tokio::sync::Semaphore;
 
 use crate::{
-    commands, config::Settings, db, keys, metrics::UsersMetrics, passwords::Passwords,
-    rate_limit::LoginLimiter, routes, state::AppState, tokens::TokenSigner,
+    commands,
+    config::Settings,
+    db, keys,
+    metrics::UsersMetrics,
+    passwords::Passwords,
+    rate_limit::LoginLimiter,
+    routes,
+    state::{AppState, Shared},
+    tokens::TokenSigner,
 };
 
 /// A bound, ready users_service.
@@ -80,7 +87,7 @@ impl Service for Application {
             commands::bootstrap_admin(&db, &passwords, admin).await?;
         }
 
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: db.clone(),
             signer: Arc::new(signer),
             verifier: Arc::new(verifier),
@@ -93,7 +100,7 @@ impl Service for Application {
             metrics: users_metrics,
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
             refresh_token_ttl: settings.refresh_token_ttl,
-        };
+        });
         let ready_db = db.clone();
         let readiness = ops::readiness(move || {
             let db = ready_db.clone();

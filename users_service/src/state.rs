@@ -2,8 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::FromRef;
-use common::auth::TokenVerifier;
+use common::{
+    auth::TokenVerifier,
+    state::{HoldsVerifier, SharedState},
+};
 use ipnet::IpNet;
 use sqlx::AnyPool;
 
@@ -11,10 +13,11 @@ use crate::{
     metrics::UsersMetrics, passwords::Passwords, rate_limit::LoginLimiter, tokens::TokenSigner,
 };
 
-/// What every handler can reach, cheap to clone: a pool and `Arc`s. `FromRef` lets a handler or
-/// extractor ask for one part alone (the shared `AuthUser` extractor takes the verifier).
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler can reach: [`Shared`] behind one `Arc`.
+pub type AppState = SharedState<Shared>;
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub db: AnyPool,
     pub signer: Arc<TokenSigner>,
     pub verifier: Arc<TokenVerifier>,
@@ -23,4 +26,10 @@ pub struct AppState {
     pub metrics: Arc<UsersMetrics>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub refresh_token_ttl: Duration,
+}
+
+impl HoldsVerifier for Shared {
+    fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
+    }
 }

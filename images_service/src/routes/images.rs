@@ -15,6 +15,8 @@ use common::{
     pagination::{PageRequest, PageSizes},
     problem::{AppJson, AppPath, AppQuery},
 };
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -89,10 +91,17 @@ pub(super) async fn list(
     }))
 }
 
-async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<db::ImageRow> {
-    db::find(&state.db, user.id, id)
+/// The caller's image `id`; anyone else's is [`Error::NotFound`], as if it did not exist.
+async fn own_image(state: &AppState, user: &AuthUser, id: Uuid) -> Result<Arc<db::ImageRow>> {
+    let row = state
+        .rows
+        .get_or_read(id, db::find(&state.db, id))
         .await?
-        .ok_or(Error::NotFound)
+        .ok_or(Error::NotFound)?;
+    if row.owner_id.parse::<Uuid>().ok() != Some(user.id) {
+        return Err(Error::NotFound);
+    }
+    Ok(row)
 }
 
 /// Images up to this size are read whole for a download; larger ones are streamed.
@@ -185,7 +194,9 @@ pub(super) async fn meta(
     user: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<AppJson<ImageMeta>> {
-    Ok(AppJson(own_image(&state, &user, id).await?.into()))
+    Ok(AppJson(
+        Arc::unwrap_or_clone(own_image(&state, &user, id).await?).into(),
+    ))
 }
 
 /// Deletes the image: its row, then its blob (a blob left by a crash here is swept at start).
@@ -203,6 +214,7 @@ pub(super) async fn delete(
     if !db::delete(&state.db, user.id, id).await? {
         return Err(Error::NotFound);
     }
+    state.rows.forget(id);
     if let Err(e) = state.store.remove_blob(id).await {
         tracing::warn!(error = %e, "blob not deleted; the start-up sweep will remove it");
     }

@@ -151,6 +151,9 @@ async fn deleting_removes_the_row_and_the_blob(backend: Backend) {
     let body = app.upload_ok("p.png", png(16, 16, 4)).await;
     let id = body["image_id"].as_str().expect("id");
     assert_eq!(app.stored_files().len(), 1);
+    // Read first, so the service holds the row and the bytes in memory when the delete comes.
+    assert_eq!(app.download(&app.user, id).await.status(), StatusCode::OK);
+    assert_eq!(app.meta(&app.user, id).await.status(), StatusCode::OK);
     assert_eq!(
         app.delete(&app.user, id).await.status(),
         StatusCode::NO_CONTENT
