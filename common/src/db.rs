@@ -62,6 +62,10 @@ pub async fn connect(url: &str, migrator: &Migrator) -> anyhow::Result<AnyPool> 
         prepare_sqlite_file(url)?;
         options
             .max_connections(SQLITE_MAX_CONNECTIONS)
+            // A SQLite connection is a file opened by this process: no server can drop it, so
+            // the ping sqlx sends before lending a connection (a round trip to the connection's
+            // worker thread, as costly as the query) finds nothing. PostgreSQL keeps it.
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // busy_timeout first: switching to WAL itself needs a lock another process

@@ -487,33 +487,33 @@ pub async fn revocations_since(pool: &AnyPool, since: i64) -> Result<Vec<Revocat
         .collect()
 }
 
-/// Whether a live revocation covers the access token with these claims.
+/// The account of a verified access token, and whether a live revocation covers the token (its
+/// session was ended, or, for a token without a session, every token of the account issued up
+/// to a revocation): one query, as every authenticated request asks it.
 #[tracing::instrument(skip_all, fields(user_id = %claims.sub))]
-pub async fn is_revoked(pool: &AnyPool, claims: &Claims) -> Result<bool> {
+pub async fn find_token_user(pool: &AnyPool, claims: &Claims) -> Result<Option<(User, bool)>> {
     let now = Timestamp::now().as_micros();
-    let row = match &claims.sid {
-        Some(sid) => {
-            sqlx::query(
-                "SELECT COUNT(*) AS n FROM revocations WHERE session_id = $1 AND expires_at > $2",
-            )
-            .bind(sid)
-            .bind(now)
-            .fetch_one(pool)
-            .await?
-        }
-        None => {
-            sqlx::query(
-                "SELECT COUNT(*) AS n FROM revocations \
-                 WHERE user_id = $1 AND session_id IS NULL AND revoked_at >= $2 AND expires_at > $3",
-            )
-            .bind(claims.sub.to_string())
-            .bind(claims.iat.saturating_mul(1_000_000))
-            .bind(now)
-            .fetch_one(pool)
-            .await?
-        }
+    let sql = match claims.sid {
+        Some(_) => format!(
+            "SELECT {USER_COLUMNS}, (SELECT COUNT(*) FROM revocations \
+             WHERE session_id = $2 AND expires_at > $3) AS revocations FROM users WHERE id = $1"
+        ),
+        None => format!(
+            "SELECT {USER_COLUMNS}, (SELECT COUNT(*) FROM revocations \
+             WHERE user_id = $1 AND session_id IS NULL AND revoked_at >= $2 AND expires_at > $3) \
+             AS revocations FROM users WHERE id = $1"
+        ),
     };
-    Ok(row.try_get::<i64, _>("n")? > 0)
+    let query = sqlx::query(&sql).bind(claims.sub.to_string());
+    let query = match &claims.sid {
+        Some(sid) => query.bind(sid),
+        None => query.bind(claims.iat.saturating_mul(1_000_000)),
+    };
+    let Some(row) = query.bind(now).fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let revoked = row.try_get::<i64, _>("revocations")? > 0;
+    Ok(Some((User::from_row(&row)?, revoked)))
 }
 
 #[cfg(test)]

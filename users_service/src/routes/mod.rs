@@ -98,13 +98,15 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let auth = AuthUser::from_request_parts(parts, state).await?;
-        let user = db::find_user(&state.db, auth.id).await?.ok_or_else(|| {
-            Error::Unauthorized("The account of this access token no longer exists.".to_owned())
-        })?;
+        let (user, revoked) = db::find_token_user(&state.db, &auth.claims)
+            .await?
+            .ok_or_else(|| {
+                Error::Unauthorized("The account of this access token no longer exists.".to_owned())
+            })?;
         if user.is_disabled() {
             return Err(Error::AccountDisabled);
         }
-        if db::is_revoked(&state.db, &auth.claims).await? {
+        if revoked {
             return Err(Error::Unauthorized(
                 common::auth::AuthError::Revoked.to_string(),
             ));
