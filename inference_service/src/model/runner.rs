@@ -54,7 +54,30 @@ impl LoadedModel {
     ) -> anyhow::Result<Self> {
         let started = Instant::now();
         let path = manifest.model_path(dir);
-        let sha256 = file_sha256(&path)?;
+        let preprocessor = Preprocessor::new(&manifest.preprocess);
+        // The file is hashed on a thread of its own while the engine reads and plans it: the two
+        // take about the same time (a second or more for a large model), and the page cache
+        // serves the second reader.
+        let (sha256, engine) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| {
+                let started = Instant::now();
+                file_sha256(&path).map(|sha256| (sha256, started.elapsed()))
+            });
+            let engine = runtime.load(
+                &ModelSpec {
+                    path: &path,
+                    input_name: &manifest.input.name,
+                    input_shape: preprocessor.shape(),
+                },
+                parallelism,
+            );
+            let planned = started.elapsed();
+            let hashed = hashing
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing the model panicked")));
+            (hashed, engine.map(|engine| (engine, planned)))
+        });
+        let (sha256, hash_time) = sha256?;
         if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
             bail!(
                 "{} has SHA-256 {sha256} but the manifest expects {}: the file is damaged or from another \
@@ -63,15 +86,7 @@ impl LoadedModel {
                 manifest.sha256
             );
         }
-        let preprocessor = Preprocessor::new(&manifest.preprocess);
-        let engine = runtime.load(
-            &ModelSpec {
-                path: &path,
-                input_name: &manifest.input.name,
-                input_shape: preprocessor.shape(),
-            },
-            parallelism,
-        )?;
+        let (engine, plan_time) = engine?;
         let loaded = Self {
             manifest,
             sha256,
@@ -80,9 +95,16 @@ impl LoadedModel {
             engine,
         };
         // One run proves the model works before the service says it is ready.
+        let first_run = Instant::now();
         loaded
             .forward(vec![0.0; loaded.input_len()])
             .context("the model fails on a blank input")?;
+        tracing::info!(
+            hash_ms = hash_time.as_millis(),
+            read_and_plan_ms = plan_time.as_millis(),
+            first_run_ms = first_run.elapsed().as_millis(),
+            "model load phases"
+        );
         Ok(Self {
             load_seconds: started.elapsed().as_secs_f64(),
             ..loaded
