@@ -14,11 +14,12 @@ use serde_json::Value;
 use crate::stack::{self, Ports, Stack, StackOptions};
 
 /// Routers the dynamic configuration must define.
-const EXPECTED_ROUTERS: [&str; 9] = [
+const EXPECTED_ROUTERS: [&str; 10] = [
     "internal-endpoints-hidden",
     "users-admin",
     "users-admin-closed",
     "users-authenticated",
+    "users-authenticated-read",
     "users-anonymous",
     "images",
     "inference",
