@@ -86,7 +86,7 @@ pub struct BlobStore {
     /// The directory of a local store; its staging files are invisible to `list`.
     local_root: Option<PathBuf>,
     /// Small blobs read recently. A committed blob never changes (every image has a new id), so
-    /// a copy is never stale; ownership is still checked against the database on every request.
+    /// a copy is never stale; ownership is still checked on every request, against the row.
     recent: Cache<Uuid, Bytes>,
 }
 
