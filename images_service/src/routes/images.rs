@@ -1,6 +1,8 @@
 //! `GET /images`, `GET /images/{id}`, `GET /images/{id}/meta`, `DELETE /images/{id}`: a user's
 //! own images only; anyone else's are answered 404 as if they did not exist.
 
+use std::sync::Arc;
+
 use axum::{
     body::Body,
     extract::State,
@@ -15,8 +17,6 @@ use common::{
     pagination::{PageRequest, PageSizes},
     problem::{AppJson, AppPath, AppQuery},
 };
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
