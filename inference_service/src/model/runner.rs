@@ -55,9 +55,11 @@ impl LoadedModel {
         let started = Instant::now();
         let path = manifest.model_path(dir);
         let preprocessor = Preprocessor::new(&manifest.preprocess);
-        // The file is hashed on a thread of its own while the engine reads and plans it: the two
-        // take about the same time (a second or more for a large model), and the page cache
-        // serves the second reader.
+        // The file is hashed on a thread of its own while the engine reads and plans it, so the
+        // hash (about 0.5 s for ResMem's 527 MB) hides behind the plan (several seconds); the
+        // page cache serves the second reader. The engine thus reads the file before its hash is
+        // known: the hash guards against a damaged or swapped file in the operator's model
+        // folder, and the load still fails on a mismatch before the service is ready.
         let (sha256, engine) = std::thread::scope(|scope| {
             let hashing = scope.spawn(|| {
                 let started = Instant::now();
